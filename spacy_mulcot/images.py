@@ -1,0 +1,177 @@
+"""Image references and safe image loading.
+
+A post's image lives on ``doc._.image`` as an :class:`ImageRef`: the file path
+(if any) and a SHA-256 of the file's bytes. The pixels or bytes a user handed
+over are kept in memory only; serialising a Doc writes the reference, never the
+pixels, so a DocBin stays small and an image is always re-read from its source.
+"""
+import hashlib
+import io
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import srsly
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: Default cap on decoded pixels (width x height): 40 megapixels. Larger images
+#: are refused before decoding (a decompression bomb decodes to gigabytes).
+DEFAULT_MAX_PIXELS = 40_000_000
+
+ImageLike = Union[str, Path, bytes, Image.Image, "ImageRef", None]
+
+
+class ImageError(ValueError):
+    """An image that is missing, unreadable, or too large."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_pil(image: Image.Image) -> str:
+    """A content hash for in-memory pixels (mode and size included)."""
+    h = hashlib.sha256()
+    h.update(f"{image.mode}:{image.size}".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
+class ImageRef:
+    """Where a doc's image comes from, and a hash of its content.
+
+    path: the file, when the image came from one (kept through serialisation).
+    sha256: the content hash, known once the bytes or pixels have been seen.
+    The in-memory payload (bytes or a PIL image) is never serialised.
+    """
+
+    __slots__ = ("path", "sha256", "_payload")
+
+    def __init__(
+        self,
+        path: Optional[Union[str, Path]] = None,
+        sha256: Optional[str] = None,
+        payload: Union[bytes, Image.Image, None] = None,
+    ):
+        self.path = str(path) if path is not None else None
+        self.sha256 = sha256
+        self._payload = payload
+
+    @classmethod
+    def from_value(cls, value: ImageLike) -> Optional["ImageRef"]:
+        """Wrap what a user sets on ``doc._.image``: a path, bytes or a PIL image."""
+        if value is None or isinstance(value, ImageRef):
+            return value
+        if isinstance(value, (str, Path)):
+            if not str(value).strip():
+                raise ImageError("Image path is empty")
+            return cls(path=value)
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            data = bytes(value)
+            return cls(sha256=sha256_bytes(data), payload=data)
+        if isinstance(value, Image.Image):
+            return cls(sha256=sha256_pil(value), payload=value)
+        raise TypeError(
+            "doc._.image must be a file path, raw image bytes or a PIL.Image, "
+            f"got {type(value).__name__}"
+        )
+
+    @property
+    def in_memory(self) -> bool:
+        return self._payload is not None
+
+    @property
+    def key(self) -> Optional[str]:
+        """The content hash, computing it from the file if needed; None if unreadable."""
+        if self.sha256 is None and self.path is not None:
+            try:
+                self.sha256 = sha256_bytes(Path(self.path).read_bytes())
+            except OSError:
+                return None
+        return self.sha256
+
+    def load(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+        """Decode to an upright RGB PIL image, or raise ImageError saying why."""
+        payload = self._payload
+        if isinstance(payload, Image.Image):
+            _check_size(payload.size, max_pixels, self.describe())
+            return _to_rgb(payload)
+        if payload is None:
+            if self.path is None:
+                raise ImageError("Image reference has neither a path nor in-memory data")
+            try:
+                data = Path(self.path).read_bytes()
+            except FileNotFoundError:
+                raise ImageError(f"Image file not found: {self.path}") from None
+            except OSError as err:
+                raise ImageError(f"Cannot read image file {self.path}: {err}") from None
+            self.sha256 = sha256_bytes(data)
+        else:
+            data = payload
+        return decode_image(data, max_pixels=max_pixels, source=self.describe())
+
+    def describe(self) -> str:
+        if self.path is not None:
+            return self.path
+        return f"<in-memory image sha256={(self.sha256 or '?')[:12]}>"
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "sha256": self.sha256}
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, ImageRef) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"ImageRef(path={self.path!r}, sha256={self.sha256!r})"
+
+
+def _check_size(size, max_pixels: int, source: str) -> None:
+    width, height = size
+    if max_pixels and width * height > max_pixels:
+        raise ImageError(
+            f"Image {source} has {width}x{height} = {width * height} pixels, above the "
+            f"limit of {max_pixels} (raise max_pixels if this image is legitimate)"
+        )
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    image = ImageOps.exif_transpose(image)
+    if image.mode != "RGB":
+        if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+            # Composite transparency on white, as a viewer would show it.
+            rgba = image.convert("RGBA")
+            background = Image.new("RGB", rgba.size, (255, 255, 255))
+            background.paste(rgba, mask=rgba.split()[-1])
+            image = background
+        else:
+            image = image.convert("RGB")
+    return image
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, source: str = "<bytes>") -> Image.Image:
+    """Decode image bytes safely: size checked before pixels are decoded,
+    EXIF orientation applied, converted to RGB."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        _check_size(image.size, max_pixels, source)
+        image.load()
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"Image {source} refused as a decompression bomb: {err}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"Image {source} is corrupt or not an image: {err}") from None
+    return _to_rgb(image)
+
+
+@srsly.msgpack_encoders("mulcot_imageref")
+def _serialize_imageref(obj, chain=None):
+    if isinstance(obj, ImageRef):
+        return {"__mulcot_imageref__": obj.to_dict()}
+    return obj if chain is None else chain(obj)
+
+
+@srsly.msgpack_decoders("mulcot_imageref")
+def _deserialize_imageref(obj, chain=None):
+    if isinstance(obj, dict) and "__mulcot_imageref__" in obj:
+        return ImageRef(**obj["__mulcot_imageref__"])
+    return obj if chain is None else chain(obj)

@@ -1,0 +1,91 @@
+"""Turning gold docs into training Examples, and reading ``.spacy`` corpora.
+
+spaCy's own ``spacy.Corpus.v1`` rebuilds the predicted doc from the text alone,
+which would drop the image and any given aspects; ``mulcot.Corpus.v1`` keeps
+what a model may see at prediction time.
+"""
+import random
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional, Union
+
+from spacy.language import Language
+from spacy.tokens import Doc, DocBin
+from spacy.training import Example
+
+from ..doc_model import copy_inputs
+
+
+def make_example(reference: Doc, given_aspects: bool = False, image_dir: Optional[Union[str, Path]] = None) -> Example:
+    """An Example whose predicted doc shares the reference's tokens and carries the
+    image, the rationale and (with ``given_aspects``) the aspect spans without labels."""
+    if image_dir is not None and reference._.image is not None and reference._.image.path:
+        reference._.image = str(Path(image_dir) / Path(reference._.image.path).name)
+    predicted = Doc(
+        reference.vocab,
+        words=[t.text for t in reference],
+        spaces=[bool(t.whitespace_) for t in reference],
+    )
+    copy_inputs(reference, predicted, aspects=given_aspects)
+    return Example(predicted, reference)
+
+
+def read_docbin(path: Union[str, Path], nlp: Language) -> Iterator[Doc]:
+    """Docs from a ``.spacy`` file or every ``.spacy`` file under a folder."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Corpus not found: {path}")
+    files = sorted(path.rglob("*.spacy")) if path.is_dir() else [path]
+    if not files:
+        raise FileNotFoundError(f"No .spacy files under {path}")
+    for file in files:
+        yield from DocBin(store_user_data=True).from_disk(file).get_docs(nlp.vocab)
+
+
+class MulcotCorpus:
+    """``mulcot.Corpus.v1``: Examples from ``.spacy`` files, inputs kept on the predicted side.
+
+    given_aspects: put the gold aspect spans (unlabelled) on the predicted doc, so a
+        model classifies them (MASC) instead of extracting them.
+    image_dir: re-root image paths (file names kept) where the images moved.
+    """
+
+    def __init__(
+        self,
+        path: Union[str, Path],
+        *,
+        given_aspects: bool = False,
+        image_dir: Optional[Union[str, Path]] = None,
+        limit: int = 0,
+        shuffle: bool = False,
+        seed: int = 0,
+    ):
+        self.path = Path(path)
+        self.given_aspects = given_aspects
+        self.image_dir = image_dir
+        self.limit = limit
+        self.shuffle = shuffle
+        self.seed = seed
+
+    def __call__(self, nlp: Language) -> Iterator[Example]:
+        docs: Iterable[Doc] = read_docbin(self.path, nlp)
+        if self.shuffle:
+            docs = list(docs)
+            random.Random(self.seed).shuffle(docs)
+        for i, doc in enumerate(docs):
+            if self.limit and i >= self.limit:
+                break
+            yield make_example(doc, self.given_aspects, self.image_dir)
+
+
+def examples_from(
+    read_docs: Callable[[Language], Iterable[Doc]], given_aspects: bool, limit: int = 0
+) -> Callable[[Language], Iterator[Example]]:
+    """Wrap a doc reader as a spaCy corpus reader (a callable taking ``nlp``)."""
+
+    def reader(nlp: Language) -> Iterator[Example]:
+        for i, doc in enumerate(read_docs(nlp)):
+            if limit and i >= limit:
+                break
+            yield make_example(doc, given_aspects)
+
+    return reader

@@ -1,0 +1,32 @@
+"""Errors and counters shared by the dataset readers."""
+from dataclasses import dataclass, field
+from typing import List
+
+ON_ERROR = ("raise", "skip")
+
+
+class RowError(ValueError):
+    """A malformed record, named by file and line."""
+
+    def __init__(self, path, line: int, message: str, unit: str = "line"):
+        self.path, self.line = str(path), line
+        super().__init__(f"{path}, {unit} {line}: {message}")
+
+
+@dataclass
+class ReadStats:
+    """What a reader did: records read, docs made, malformed records skipped."""
+
+    records: int = 0
+    docs: int = 0
+    skipped: int = 0
+    problems: List[str] = field(default_factory=list)
+
+    def skip(self, err: RowError) -> None:
+        self.skipped += 1
+        self.problems.append(str(err))
+
+
+def check_on_error(on_error: str) -> None:
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")

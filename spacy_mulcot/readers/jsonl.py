@@ -1,0 +1,88 @@
+"""The generic JSONL format, for users' own data. One post per line:
+
+    {"text": "Loving the new #iPhone , battery is awful though",
+     "image": "images/123.jpg",
+     "aspects": [{"start": 16, "end": 23, "polarity": "positive"},
+                 {"text": "battery", "polarity": "NEG", "rationale": "..."}],
+     "label": "NEU",
+     "reasoning": "..."}
+
+Only ``text`` is required. ``image`` is a path (relative paths are resolved
+against ``image_dir``, by default the JSONL file's folder). An aspect gives
+character offsets (``start``/``end``), token offsets (``token_start``/``token_end``)
+or its ``text`` (first unused occurrence), with an optional ``polarity`` and a
+chain (``rationale`` or ``reasoning``). ``label`` is the post's sentiment
+(``doc.cats``); ``reasoning``/``rationale`` is the post's reference chain
+(``doc._.rationale``).
+"""
+import json
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from ..doc_model import AspectNotFoundError, make_doc
+from .errors import ReadStats, RowError, check_on_error
+
+
+def read_jsonl(
+    path: Union[str, Path],
+    nlp: Language,
+    image_dir: Optional[Union[str, Path]] = None,
+    on_error: str = "raise",
+    stats: Optional[ReadStats] = None,
+) -> Iterator[Doc]:
+    check_on_error(on_error)
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"JSONL file not found: {path}")
+    image_dir = Path(image_dir) if image_dir is not None else path.parent
+    stats = stats if stats is not None else ReadStats()
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            stats.records += 1
+            try:
+                doc = _record_to_doc(nlp, line, image_dir, path, line_no)
+            except RowError as err:
+                if on_error == "raise":
+                    raise
+                stats.skip(err)
+                continue
+            stats.docs += 1
+            yield doc
+
+
+def _record_to_doc(nlp: Language, line: str, image_dir: Path, path: Path, line_no: int) -> Doc:
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise RowError(path, line_no, f"not valid JSON: {err.msg}") from None
+    if not isinstance(rec, dict):
+        raise RowError(path, line_no, "each line must be a JSON object")
+    text = rec.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise RowError(path, line_no, "'text' must be a non-empty string")
+    image = rec.get("image")
+    if image is not None:
+        if not isinstance(image, str):
+            raise RowError(path, line_no, "'image' must be a path string")
+        image = str(Path(image) if Path(image).is_absolute() else image_dir / image)
+    aspects = rec.get("aspects")
+    if aspects is not None:
+        if not isinstance(aspects, list):
+            raise RowError(path, line_no, "'aspects' must be a list")
+        aspects = [_aspect(a) for a in aspects]
+    chain = rec.get("rationale", rec.get("reasoning"))
+    try:
+        return make_doc(nlp, text, image, aspects, label=rec.get("label"), rationale=chain)
+    except (AspectNotFoundError, ValueError, TypeError) as err:
+        raise RowError(path, line_no, str(err)) from None
+
+
+def _aspect(spec):
+    if isinstance(spec, dict) and "reasoning" in spec and "rationale" not in spec:
+        spec = dict(spec, rationale=spec["reasoning"])
+    return spec

@@ -1,0 +1,59 @@
+"""MVSA-Single / MVSA-Multiple in the common JSON format (post-level sentiment).
+
+``[{"id": ..., "text": ..., "emotion_label": 0|1|2}, ...]`` with 0 positive,
+1 neutral, 2 negative; the image of post ``id`` is ``{image_dir}/{id}.jpg``.
+"""
+import json
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from ..doc_model import make_doc
+from ..labels import MVSA_LABELS, one_hot
+from .errors import ReadStats, RowError, check_on_error
+
+
+def read_mvsa(
+    path: Union[str, Path],
+    nlp: Language,
+    image_dir: Optional[Union[str, Path]] = None,
+    on_error: str = "raise",
+    stats: Optional[ReadStats] = None,
+) -> Iterator[Doc]:
+    """Docs with ``doc.cats`` set from ``emotion_label`` and the post's image."""
+    check_on_error(on_error)
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"MVSA file not found: {path}")
+    image_dir = Path(image_dir) if image_dir is not None else path.parent / "images"
+    stats = stats if stats is not None else ReadStats()
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise RowError(path, err.lineno, f"not valid JSON: {err.msg}") from None
+    if not isinstance(records, list):
+        raise RowError(path, 1, "expected a JSON list of posts")
+    for i, rec in enumerate(records):
+        stats.records += 1
+        try:
+            if not isinstance(rec, dict) or not {"id", "text", "emotion_label"} <= set(rec):
+                raise RowError(path, i, "each post needs 'id', 'text' and 'emotion_label'", "record")
+            if not isinstance(rec["text"], str):
+                raise RowError(path, i, f"'text' must be a string, got {type(rec['text']).__name__}", "record")
+            try:
+                label = MVSA_LABELS[int(rec["emotion_label"])]
+            except (TypeError, ValueError, KeyError):
+                raise RowError(
+                    path, i, f"emotion_label must be 0, 1 or 2, got {rec['emotion_label']!r}", "record"
+                ) from None
+        except RowError as err:
+            if on_error == "raise":
+                raise
+            stats.skip(err)
+            continue
+        doc = make_doc(nlp, rec["text"], image=str(image_dir / f"{rec['id']}.jpg"))
+        doc.cats = one_hot(label)
+        stats.docs += 1
+        yield doc

@@ -1,0 +1,136 @@
+"""Twitter-2015/2017 in the TomBERT ``.tsv`` format.
+
+Each row is ``index, label, image id, tweet with $T$, aspect``; labels are
+0 negative, 1 neutral, 2 positive; the text is pre-tokenized. Two views:
+
+* ``aspect`` — one doc per row with its single aspect (MASC);
+* ``sentence`` — rows grouped by (image, restored tweet) into one doc per tweet
+  with every aspect as a span (MATE / JMASA).
+"""
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple, Union
+
+from spacy.tokens import Doc, Span
+from spacy.vocab import Vocab
+
+from ..doc_model import ASPECTS_KEY, make_doc
+from ..labels import TWITTER_LABELS
+from .errors import ReadStats, RowError, check_on_error
+from .reasoning import ChainIndex
+
+VIEWS = ("aspect", "sentence")
+PLACEHOLDER = "$T$"
+
+
+@dataclass
+class TweetRow:
+    """One parsed row: tokens with the aspect restored and its token offsets."""
+
+    line: int
+    label: str
+    image_id: str
+    words: List[str]
+    start: int
+    end: int
+    aspect: str
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+
+def parse_row(fields: List[str], path, line: int) -> TweetRow:
+    if len(fields) != 5:
+        raise RowError(path, line, f"expected 5 tab-separated fields, found {len(fields)}")
+    _, label, image_id, masked, aspect = fields
+    try:
+        polarity = TWITTER_LABELS[int(label)]
+    except (ValueError, KeyError):
+        raise RowError(path, line, f"label must be 0, 1 or 2, got {label!r}") from None
+    if not image_id.strip():
+        raise RowError(path, line, "empty image id")
+    tokens = masked.split()
+    if tokens.count(PLACEHOLDER) != 1:
+        raise RowError(path, line, f"the tweet must contain {PLACEHOLDER} exactly once as a token: {masked!r}")
+    aspect_words = aspect.split()
+    if not aspect_words:
+        raise RowError(path, line, "empty aspect")
+    start = tokens.index(PLACEHOLDER)
+    words = tokens[:start] + aspect_words + tokens[start + 1:]
+    return TweetRow(line, polarity, image_id.strip(), words, start, start + len(aspect_words), " ".join(aspect_words))
+
+
+def read_rows(path: Union[str, Path], on_error: str = "raise", stats: Optional[ReadStats] = None) -> Iterator[TweetRow]:
+    """Parse a TomBERT .tsv file; malformed rows raise (naming file and line) or are counted."""
+    check_on_error(on_error)
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Twitter .tsv file not found: {path}")
+    stats = stats if stats is not None else ReadStats()
+    with path.open(encoding="utf-8") as f:
+        header = f.readline()
+        if not header.lower().startswith("index"):
+            raise RowError(path, 1, f"expected the TomBERT header line, got {header.strip()[:60]!r}")
+        for line_no, line in enumerate(f, start=2):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            stats.records += 1
+            try:
+                yield parse_row(line.split("\t"), path, line_no)
+            except RowError as err:
+                if on_error == "raise":
+                    raise
+                stats.skip(err)
+
+
+def read_twitter(
+    path: Union[str, Path],
+    vocab: Vocab,
+    view: str = "sentence",
+    image_dir: Optional[Union[str, Path]] = None,
+    chains: Optional[ChainIndex] = None,
+    on_error: str = "raise",
+    stats: Optional[ReadStats] = None,
+) -> Iterator[Doc]:
+    """Docs from a TomBERT .tsv file in the ``aspect`` or ``sentence`` view.
+
+    image_dir: where the images are (default: ``images/`` beside the file).
+    chains: teacher chains to attach to the aspect spans (``span._.rationale``).
+    """
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+    path = Path(path)
+    image_dir = Path(image_dir) if image_dir is not None else path.parent / "images"
+    stats = stats if stats is not None else ReadStats()
+    rows = read_rows(path, on_error=on_error, stats=stats)
+    if view == "aspect":
+        for row in rows:
+            doc = _doc_for(vocab, row.words, image_dir / row.image_id, [row], chains)
+            stats.docs += 1
+            yield doc
+        return
+    groups: Dict[Tuple[str, str], List[TweetRow]] = {}
+    for row in rows:
+        groups.setdefault((row.image_id, row.text), []).append(row)
+    for (image_id, _), group in groups.items():
+        doc = _doc_for(vocab, group[0].words, image_dir / image_id, group, chains)
+        stats.docs += 1
+        yield doc
+
+
+def _doc_for(vocab: Vocab, words, image_path: Path, rows: List[TweetRow], chains: Optional[ChainIndex]) -> Doc:
+    doc = make_doc(vocab, words=words, image=str(image_path))
+    seen = set()
+    spans = []
+    for row in rows:
+        if (row.start, row.end) in seen:
+            continue  # the same mention listed twice
+        seen.add((row.start, row.end))
+        spans.append(Span(doc, row.start, row.end, label=row.label))
+    doc.spans[ASPECTS_KEY] = spans
+    if chains is not None:
+        for span, row in zip(spans, rows):
+            chains.attach(span, image_id=row.image_id, aspect=row.aspect, text=row.text)
+    return doc

@@ -1,0 +1,26 @@
+"""Every registered function, in one place.
+
+The same names are declared as entry points in ``setup.cfg``, so spaCy resolves
+them from a config without importing this package first. Names carry versions;
+a changed signature gets a new version and the old one stays.
+"""
+from spacy.util import registry
+
+from .encoders import efficientnet_lite0_v1, hf_vision_encoder_v1
+from .readers import corpus_v1, jsonl_v1, mvsa_v1, twitter_v1
+
+ARCHITECTURES = {
+    "mulcot.EfficientNetLite0.v1": efficientnet_lite0_v1,
+    "mulcot.HFVisionEncoder.v1": hf_vision_encoder_v1,
+}
+READERS = {
+    "mulcot.Corpus.v1": corpus_v1,
+    "mulcot.TwitterReader.v1": twitter_v1,
+    "mulcot.MVSAReader.v1": mvsa_v1,
+    "mulcot.JSONLReader.v1": jsonl_v1,
+}
+
+for _name, _func in ARCHITECTURES.items():
+    registry.architectures.register(_name, func=_func)
+for _name, _func in READERS.items():
+    registry.readers.register(_name, func=_func)
