@@ -119,7 +119,9 @@ def corpus_stats(
     nlp = spacy.blank("en")
     report = {}
     for path in corpus:
-        c = Counter()
+        c = Counter({"docs": 0, "aspects": 0, "with_image": 0, "aspect_rationales": 0, "doc_rationales": 0})
+        if check_images:
+            c["missing_images"] = 0
         for doc in read_docbin(path, nlp):
             c["docs"] += 1
             ref = doc._.image

@@ -7,6 +7,7 @@ pixels, so a DocBin stays small and an image is always re-read from its source.
 """
 import hashlib
 import io
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -151,7 +152,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, source: str 
     """Decode image bytes safely: size checked before pixels are decoded,
     EXIF orientation applied, converted to RGB."""
     try:
-        image = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            # The size is checked against max_pixels just below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
         _check_size(image.size, max_pixels, source)
         image.load()
     except ImageError:

@@ -115,26 +115,28 @@ class EfficientNetLite0Encoder(ImageEncoder):
         weights: Optional[Union[str, Path]] = None,
         image_size: int = 224,
         device: str = "cpu",
-        dtype: str = "float32",
+        dtype: str = "auto",
+        micro_batch: int = 8,
     ):
-        super().__init__(device=device, dtype=dtype)
+        super().__init__(device=device, dtype=dtype, micro_batch=micro_batch)
         path = str(weights) if weights else default_weights_path()
         self.name = f"efficientnet-lite0@{image_size}"
         self.image_size = image_size
         self.model = EfficientNetLite0()
         state = torch.load(path, map_location="cpu", weights_only=True)
         self.model.load_state_dict(state)
-        self.model.eval().to(self.device)
+        # Channels-last runs the depthwise convolutions about 2x faster on CPU.
+        self.model.eval().to(self.device, memory_format=torch.channels_last)
         grid = math.ceil(image_size / 32)
         self.n_regions = grid * grid
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        return to_tensor(images, self.image_size, MEAN, STD)
+        return to_tensor(images, self.image_size, MEAN, STD).contiguous(memory_format=torch.channels_last)
 
     def forward(self, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         fmap = self.model.features(pixels)  # (B, 1280, h, w)
         regions = fmap.flatten(2).transpose(1, 2)
-        return regions, regions.mean(dim=1)
+        return regions, regions.float().mean(dim=1)
 
     def classify(self, images: Sequence[Image.Image], top_k: int = 5) -> List[List[Tuple[str, float]]]:
         """Top ImageNet classes per image, as ``(name, probability)``: a cheap way to

@@ -24,8 +24,9 @@ class HFVisionEncoder(ImageEncoder):
         dtype: str = "float32",
         drop_cls: bool = True,
         local_files_only: Optional[bool] = None,
+        micro_batch: int = 8,
     ):
-        super().__init__(device=device, dtype=dtype)
+        super().__init__(device=device, dtype=dtype, micro_batch=micro_batch)
         from transformers import AutoConfig, AutoModel
 
         kwargs = {} if local_files_only is None else {"local_files_only": local_files_only}
@@ -71,5 +72,5 @@ class HFVisionEncoder(ImageEncoder):
             regions = hidden
         pooled = getattr(out, "pooler_output", None)
         if pooled is None or pooled.dim() != 2:
-            pooled = regions.mean(dim=1)
+            pooled = regions.float().mean(dim=1)
         return regions, pooled

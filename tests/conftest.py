@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny images made here, a real photo shipped by matplotlib,
+and the shared benchmark data (tests that need it skip when it is absent)."""
+import io
+import os
+from pathlib import Path
+
+import pytest
+import spacy
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+DATA_DIR = Path(os.environ.get("MULCOT_DATA_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+TWITTER15 = DATA_DIR / "twitter2015"
+
+
+@pytest.fixture(scope="session")
+def twitter15() -> Path:
+    if not (TWITTER15 / "train.tsv").exists():
+        pytest.skip(f"Twitter-2015 not found under {DATA_DIR} (set MULCOT_DATA_DIR)")
+    return TWITTER15
+
+
+@pytest.fixture(scope="session")
+def photo_path() -> Path:
+    """A real photograph (Grace Hopper in uniform) that ships with matplotlib."""
+    matplotlib = pytest.importorskip("matplotlib")
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    if not path.exists():
+        pytest.skip("matplotlib's sample photo is not installed")
+    return path
+
+
+def make_image(color=(200, 30, 30), size=(64, 48), fmt="JPEG", exif_orientation=None) -> bytes:
+    image = Image.new("RGB", size, color)
+    buf = io.BytesIO()
+    if exif_orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = exif_orientation
+        image.save(buf, format=fmt, exif=exif)
+    else:
+        image.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def image_files(tmp_path) -> dict:
+    """A red and a blue JPEG, a copy of the red one, a corrupt file and a missing path."""
+    files = {
+        "red": tmp_path / "red.jpg",
+        "blue": tmp_path / "blue.jpg",
+        "red_copy": tmp_path / "red_copy.jpg",
+        "corrupt": tmp_path / "corrupt.jpg",
+        "missing": tmp_path / "missing.jpg",
+    }
+    red = make_image((200, 30, 30))
+    files["red"].write_bytes(red)
+    files["red_copy"].write_bytes(red)
+    files["blue"].write_bytes(make_image((20, 40, 220)))
+    files["corrupt"].write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    return files
+
+
+@pytest.fixture(scope="session")
+def nlp_image():
+    """A blank pipeline with the default image component (real EfficientNet-Lite0)."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("mulcot_image")
+    return nlp
