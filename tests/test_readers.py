@@ -182,3 +182,19 @@ def test_entry_points_work_without_importing_the_package(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_convert_jsonl_and_mvsa_cli(tmp_path):
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(json.dumps({"text": "Great #coffee here", "aspects": ["#coffee"], "label": "positive"}) + "\n{broken\n")
+    runner = CliRunner()
+    result = runner.invoke(app, ["convert", "jsonl", str(posts), str(tmp_path / "p.spacy")])
+    assert result.exit_code != 0 and "line 2" in str(result.exception)
+    result = runner.invoke(app, ["convert", "jsonl", str(posts), str(tmp_path / "p.spacy"), "--on-error", "skip"])
+    assert result.exit_code == 0 and "1 docs from 2 records, 1 malformed records skipped" in result.output
+    doc = next(DocBin(store_user_data=True).from_disk(tmp_path / "p.spacy").get_docs(spacy.blank("en").vocab))
+    assert doc.spans[ASPECTS_KEY][0].text == "#coffee" and doc.cats["POS"] == 1.0
+    mvsa = tmp_path / "mvsa.json"
+    mvsa.write_text(json.dumps([{"id": 1, "text": "sunny", "emotion_label": 0}]))
+    result = runner.invoke(app, ["convert", "mvsa", str(mvsa), str(tmp_path / "m.spacy"), "--model", "en"])
+    assert result.exit_code == 0 and "1 docs from 1 records" in result.output
