@@ -1,6 +1,7 @@
 """Errors and counters shared by the dataset readers."""
 from dataclasses import dataclass, field
-from typing import List
+from pathlib import Path
+from typing import List, Union
 
 ON_ERROR = ("raise", "skip")
 
@@ -30,3 +31,12 @@ class ReadStats:
 def check_on_error(on_error: str) -> None:
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+
+
+def open_input(path: Union[str, Path], what: str, on_error: str) -> Path:
+    """Check a reader's arguments: the policy is known and the input file exists."""
+    check_on_error(on_error)
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    return path

@@ -23,7 +23,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from ..doc_model import AspectNotFoundError, make_doc
-from .errors import ReadStats, RowError, check_on_error
+from .errors import ReadStats, RowError, open_input
 
 
 def read_jsonl(
@@ -33,10 +33,7 @@ def read_jsonl(
     on_error: str = "raise",
     stats: Optional[ReadStats] = None,
 ) -> Iterator[Doc]:
-    check_on_error(on_error)
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"JSONL file not found: {path}")
+    path = open_input(path, "JSONL file", on_error)
     image_dir = Path(image_dir) if image_dir is not None else path.parent
     stats = stats if stats is not None else ReadStats()
     with path.open(encoding="utf-8") as f:

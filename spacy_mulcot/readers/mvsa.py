@@ -12,7 +12,7 @@ from spacy.tokens import Doc
 
 from ..doc_model import make_doc
 from ..labels import MVSA_LABELS, one_hot
-from .errors import ReadStats, RowError, check_on_error
+from .errors import ReadStats, RowError, open_input
 
 
 def read_mvsa(
@@ -23,10 +23,7 @@ def read_mvsa(
     stats: Optional[ReadStats] = None,
 ) -> Iterator[Doc]:
     """Docs with ``doc.cats`` set from ``emotion_label`` and the post's image."""
-    check_on_error(on_error)
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"MVSA file not found: {path}")
+    path = open_input(path, "MVSA file", on_error)
     image_dir = Path(image_dir) if image_dir is not None else path.parent / "images"
     stats = stats if stats is not None else ReadStats()
     try:

@@ -16,7 +16,7 @@ from spacy.vocab import Vocab
 
 from ..doc_model import ASPECTS_KEY, make_doc
 from ..labels import TWITTER_LABELS
-from .errors import ReadStats, RowError, check_on_error
+from .errors import ReadStats, RowError, open_input
 from .reasoning import ChainIndex
 
 VIEWS = ("aspect", "sentence")
@@ -63,10 +63,7 @@ def parse_row(fields: List[str], path, line: int) -> TweetRow:
 
 def read_rows(path: Union[str, Path], on_error: str = "raise", stats: Optional[ReadStats] = None) -> Iterator[TweetRow]:
     """Parse a TomBERT .tsv file; malformed rows raise (naming file and line) or are counted."""
-    check_on_error(on_error)
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"Twitter .tsv file not found: {path}")
+    path = open_input(path, "Twitter .tsv file", on_error)
     stats = stats if stats is not None else ReadStats()
     with path.open(encoding="utf-8") as f:
         header = f.readline()
