@@ -136,13 +136,12 @@ def set_aspects(
     """
     if offsets not in ("char", "token"):
         raise ValueError(f"offsets must be 'char' or 'token', got {offsets!r}")
-    aspects = list(aspects)
+    infos = [_spec_to_dict(spec, offsets) for spec in aspects]
     group = doc.spans.get(ASPECTS_KEY)
     spans = list(group) if group is not None else []
     used = {(s.start, s.end) for s in spans}
     added = []
-    for spec in aspects:
-        info = _spec_to_dict(spec, offsets)
+    for info in infos:
         span = _locate(doc, info, used)
         polarity = info.get("polarity", info.get("label"))
         label = normalize_polarity(polarity) if polarity is not None else ""
@@ -152,8 +151,7 @@ def set_aspects(
         added.append(span)
     doc.spans[ASPECTS_KEY] = spans
     # Extension values are keyed by character offsets, so set them on the final spans.
-    for span, spec in zip(added, aspects):
-        info = _spec_to_dict(spec, offsets)
+    for span, info in zip(added, infos):
         rationale = info.get("rationale")
         if rationale is not None:
             set_rationale(span, rationale, info.get("rationale_label"))
