@@ -2,16 +2,17 @@
 
 Importing the package registers the Doc/Span extensions, the msgpack encoder for
 image references and the components; spaCy also finds them through entry points,
-so ``nlp.add_pipe("mulcot_image")`` works without an import.
+so ``nlp.add_pipe("mulcot")`` works without an import.
 """
 from .about import __version__
 from .doc_model import ASPECTS_KEY, docs_from_records, make_doc, register_extensions, set_aspects, set_rationale
 from .images import ImageError, ImageRef
 from .labels import NEG, NEU, POLARITIES, POS
 from .components.image import ImageFeaturizer
+from .components.mulcot import Mulcot
 from . import registry  # noqa: F401  (registers architectures, readers)
 
 __all__ = [
-    "__version__", "ASPECTS_KEY", "ImageError", "ImageFeaturizer", "ImageRef", "NEG", "NEU", "POLARITIES", "POS",
+    "__version__", "ASPECTS_KEY", "ImageError", "ImageFeaturizer", "ImageRef", "Mulcot", "NEG", "NEU", "POLARITIES", "POS",
     "docs_from_records", "make_doc", "register_extensions", "set_aspects", "set_rationale",
 ]

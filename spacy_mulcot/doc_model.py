@@ -233,19 +233,20 @@ def docs_from_records(
     return docs
 
 
-def copy_inputs(source: Doc, target: Doc, aspects: bool = False) -> Doc:
+def copy_inputs(source: Doc, target: Doc, aspects: bool = False, rationales: bool = True) -> Doc:
     """Copy what a model may see at prediction time from a gold doc to a fresh one:
     the image, doc-level rationale and, with ``aspects=True``, the aspect spans
-    (without their polarity) and their rationales. Both docs must share tokens."""
+    (without their polarity) and their rationales. ``rationales=False`` leaves the
+    rationales out. Both docs must share tokens."""
     target._.image = source._.image
-    if source._.rationale is not None:
+    if rationales and source._.rationale is not None:
         target._.rationale = source._.rationale
         target._.rationale_label = source._.rationale_label
     if aspects and ASPECTS_KEY in source.spans:
         spans = [Span(target, s.start, s.end) for s in source.spans[ASPECTS_KEY]]
         target.spans[ASPECTS_KEY] = spans
         for gold, span in zip(source.spans[ASPECTS_KEY], spans):
-            if gold._.rationale is not None:
+            if rationales and gold._.rationale is not None:
                 span._.rationale = gold._.rationale
                 span._.rationale_label = gold._.rationale_label
     return target

@@ -6,13 +6,19 @@ a changed signature gets a new version and the old one stays.
 """
 from spacy.util import registry
 
+from .architectures import joint_sentiment_model_v1
 from .encoders import efficientnet_lite0_v1, hf_vision_encoder_v1
+from .hub import transformer_model_v1
 from .readers import corpus_v1, jsonl_v1, mvsa_v1, twitter_v1
+from .scorer import make_mulcot_scorer
 
 ARCHITECTURES = {
     "mulcot.EfficientNetLite0.v1": efficientnet_lite0_v1,
     "mulcot.HFVisionEncoder.v1": hf_vision_encoder_v1,
+    "mulcot.JointSentimentModel.v1": joint_sentiment_model_v1,
+    "mulcot.TransformerModel.v1": transformer_model_v1,
 }
+SCORERS = {"mulcot.scorer.v1": make_mulcot_scorer}
 READERS = {
     "mulcot.Corpus.v1": corpus_v1,
     "mulcot.TwitterReader.v1": twitter_v1,
@@ -24,3 +30,5 @@ for _name, _func in ARCHITECTURES.items():
     registry.architectures.register(_name, func=_func)
 for _name, _func in READERS.items():
     registry.readers.register(_name, func=_func)
+for _name, _func in SCORERS.items():
+    registry.scorers.register(_name, func=_func)

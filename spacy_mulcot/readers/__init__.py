@@ -1,5 +1,5 @@
 """Dataset readers, registered as spaCy readers (``[corpora]`` in a config)."""
-from typing import Callable, Iterator, Optional
+from typing import Union, Callable, Iterator, Optional
 
 from spacy.language import Language
 from spacy.training import Example
@@ -16,14 +16,18 @@ Reader = Callable[[Language], Iterator[Example]]
 
 def corpus_v1(
     path: str,
-    given_aspects: bool = False,
+    given_aspects: Union[bool, str] = False,
     image_dir: Optional[str] = None,
     limit: int = 0,
     shuffle: bool = False,
     seed: int = 0,
+    rationales: bool = True,
 ) -> MulcotCorpus:
-    """``mulcot.Corpus.v1``: a ``.spacy`` file or folder written by ``convert``."""
-    return MulcotCorpus(path, given_aspects=given_aspects, image_dir=image_dir, limit=limit, shuffle=shuffle, seed=seed)
+    """``mulcot.Corpus.v1``: a ``.spacy`` file or folder written by ``convert``.
+    ``given_aspects``: true, false or "both"; ``rationales``: show teacher chains."""
+    return MulcotCorpus(
+        path, given_aspects=given_aspects, image_dir=image_dir, limit=limit, shuffle=shuffle, seed=seed, rationales=rationales
+    )
 
 
 def twitter_v1(

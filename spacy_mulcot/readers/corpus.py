@@ -8,6 +8,8 @@ import random
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Union
 
+GIVEN_ASPECTS = (True, False, "both")
+
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
@@ -15,9 +17,15 @@ from spacy.training import Example
 from ..doc_model import copy_inputs
 
 
-def make_example(reference: Doc, given_aspects: bool = False, image_dir: Optional[Union[str, Path]] = None) -> Example:
+def make_example(
+    reference: Doc,
+    given_aspects: bool = False,
+    image_dir: Optional[Union[str, Path]] = None,
+    rationales: bool = True,
+) -> Example:
     """An Example whose predicted doc shares the reference's tokens and carries the
-    image, the rationale and (with ``given_aspects``) the aspect spans without labels."""
+    image, the rationale (unless ``rationales=False``) and (with ``given_aspects``)
+    the aspect spans without labels."""
     if image_dir is not None and reference._.image is not None and reference._.image.path:
         reference._.image = str(Path(image_dir) / Path(reference._.image.path).name)
     predicted = Doc(
@@ -25,7 +33,7 @@ def make_example(reference: Doc, given_aspects: bool = False, image_dir: Optiona
         words=[t.text for t in reference],
         spaces=[bool(t.whitespace_) for t in reference],
     )
-    copy_inputs(reference, predicted, aspects=given_aspects)
+    copy_inputs(reference, predicted, aspects=given_aspects, rationales=rationales)
     return Example(predicted, reference)
 
 
@@ -45,7 +53,11 @@ class MulcotCorpus:
     """``mulcot.Corpus.v1``: Examples from ``.spacy`` files, inputs kept on the predicted side.
 
     given_aspects: put the gold aspect spans (unlabelled) on the predicted doc, so a
-        model classifies them (MASC) instead of extracting them.
+        model classifies them (MASC) instead of extracting them; "both" yields each
+        doc twice, once each way, so one evaluation scores MATE, JMASA and MASC.
+    rationales: let the model see the references' rationales (teacher chains).
+        Published chains were written knowing the gold label: keep them out of
+        evaluation corpora for a fair score.
     image_dir: re-root image paths (file names kept) where the images moved.
     """
 
@@ -53,13 +65,17 @@ class MulcotCorpus:
         self,
         path: Union[str, Path],
         *,
-        given_aspects: bool = False,
+        given_aspects: Union[bool, str] = False,
         image_dir: Optional[Union[str, Path]] = None,
         limit: int = 0,
         shuffle: bool = False,
         seed: int = 0,
+        rationales: bool = True,
     ):
+        if given_aspects not in GIVEN_ASPECTS:
+            raise ValueError(f"given_aspects must be true, false or \"both\", got {given_aspects!r}")
         self.path = Path(path)
+        self.rationales = rationales
         self.given_aspects = given_aspects
         self.image_dir = image_dir
         self.limit = limit
@@ -74,7 +90,9 @@ class MulcotCorpus:
         for i, doc in enumerate(docs):
             if self.limit and i >= self.limit:
                 break
-            yield make_example(doc, self.given_aspects, self.image_dir)
+            modes = (False, True) if self.given_aspects == "both" else (bool(self.given_aspects),)
+            for given in modes:
+                yield make_example(doc, given, self.image_dir, self.rationales)
 
 
 def examples_from(

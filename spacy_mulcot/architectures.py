@@ -1,0 +1,221 @@
+"""``mulcot.JointSentimentModel.v1``: thinc glue around :class:`JointSentimentNet`.
+
+The model maps ``(docs, spans_per_doc)`` to :class:`JointScores`. Token vectors come
+from ``tok2vec`` (a spacy-transformers listener by default), optionally concatenated
+with hashed lexical ``features`` (spaCy's MultiHashEmbed: ``SHAPE`` restores the casing
+an uncased encoder loses). Image regions come from ``doc._.image_features``;
+rationale units from ``doc._.rationale`` and the aspects' ``span._.rationale``.
+The PyTorch part is a ``PyTorchWrapper_v2``; its first linear layers are lazy, so
+input widths are learned at ``initialize`` from the data.
+"""
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import numpy
+import torch
+from spacy.tokens import Doc
+from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, concatenate, torch2xp, xp2torch
+from thinc.types import Floats2d
+
+from .doc_model import ASPECTS_KEY
+from .layers import JointSentimentNet
+from .rationale import RationaleEncoder
+
+SpanList = List[Tuple[int, int]]
+
+
+@dataclass
+class JointScores:
+    """Logits (or, going backwards, their gradients) for one batch."""
+
+    tags: List[Floats2d]  # per doc: n_tokens × 3 (O, B, I)
+    spans: Floats2d  # all spans of the batch, in doc order: S × 3 (POS, NEU, NEG)
+    docs: Floats2d  # B × 3
+
+
+def joint_sentiment_model_v1(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    features: Optional[Model[List[Doc], List[Floats2d]]] = None,
+    hidden_width: int = 256,
+    attention_heads: int = 4,
+    dropout: float = 0.1,
+    fusion: str = "dual",
+    use_image: bool = True,
+    use_rationale: bool = True,
+    image_dropout: float = 0.2,
+    rationale_dropout: float = 0.3,
+    rationale_encoder: Optional[str] = "all-MiniLM-L6-v2",
+) -> Model[Tuple[List[Doc], List[SpanList]], JointScores]:
+    """LRSA-style dual cross-attention over text, image regions and rationale units,
+    with heads for BIO aspect tags, aspect sentiment and post sentiment.
+
+    fusion: "dual" (cross-attention, the method) or "concat" (the no-fusion ablation).
+    use_image / use_rationale: False ignores that modality entirely (ablations).
+    image_dropout / rationale_dropout: modality dropout rates in training.
+    rationale_encoder: frozen sentence encoder for rationale units (name or path);
+        null turns the rationale branch off.
+    """
+    if hidden_width % attention_heads:
+        raise ValueError(f"hidden_width ({hidden_width}) must be divisible by attention_heads ({attention_heads})")
+    embed = tok2vec if features is None else concatenate(tok2vec, features)
+    net = JointSentimentNet(
+        token_width=0,
+        image_width=0,
+        rationale_width=0,
+        hidden_width=hidden_width,
+        heads=attention_heads,
+        dropout=dropout,
+        fusion=fusion,
+        image_dropout=image_dropout,
+        rationale_dropout=rationale_dropout,
+        lazy=True,
+    )
+    wrapper = PyTorchWrapper_v2(net, convert_inputs=_convert_inputs, convert_outputs=_convert_outputs)
+    use_rationale = bool(use_rationale and rationale_encoder)
+    return Model(
+        "mulcot_joint",
+        forward,
+        init=init,
+        layers=[embed, wrapper],
+        attrs={
+            "use_image": use_image,
+            "use_rationale": use_rationale,
+            "rationale_encoder_name": rationale_encoder if use_rationale else None,
+            "rationale_width": 0,
+            "image_width": 0,
+        },
+    )
+
+
+def rationale_encoder_of(model: Model) -> Optional[RationaleEncoder]:
+    """The model's (shared, lazily created) frozen rationale encoder."""
+    name = model.attrs.get("rationale_encoder_name")
+    if not name:
+        return None
+    if "_rationale_encoder" not in model.attrs or model.attrs["_rationale_encoder"] is None:
+        model.attrs["_rationale_encoder"] = RationaleEncoder(name)
+    return model.attrs["_rationale_encoder"]
+
+
+def init(model: Model, X=None, Y=None) -> None:
+    """Initialise the embedding on sample docs, fix the modality widths and materialise
+    the lazy layers with one forward pass."""
+    docs = list(X[0]) if X is not None else []
+    embed = model.layers[0]
+    embed.initialize(X=docs if docs else None)
+    if not model.attrs["image_width"]:
+        widths = {d._.image_features["regions"].shape[-1] for d in docs if d._.image_features is not None}
+        if len(widths) > 1:
+            raise ValueError(f"Image features of different widths in the sample: {sorted(widths)}")
+        model.attrs["image_width"] = widths.pop() if widths else 1280
+    if not model.attrs["rationale_width"]:
+        encoder = rationale_encoder_of(model)
+        model.attrs["rationale_width"] = encoder.width if encoder is not None else 1
+    if docs:
+        sample = docs[:2]
+        model.predict((sample, [[] for _ in sample]))
+
+
+def forward(model: Model, inputs: Tuple[List[Doc], List[SpanList]], is_train: bool):
+    docs, spans = inputs
+    if len(docs) != len(spans):
+        raise ValueError(f"{len(docs)} docs but {len(spans)} span lists")
+    embed, wrapper = model.layers
+    ops = model.ops
+    tokvecs, bp_tokvecs = embed(docs, is_train)
+    lengths = [len(d) for d in docs]
+    width = tokvecs[0].shape[-1] if tokvecs else 0
+    padded = ops.pad(tokvecs) if docs and max(lengths) > 0 else ops.alloc3f(len(docs), 1, width)
+    T = padded.shape[1]
+    token_mask = numpy.zeros((len(docs), T), dtype=bool)
+    for i, n in enumerate(lengths):
+        token_mask[i, :n] = True
+        if n == 0:
+            token_mask[i, 0] = True  # an empty doc still attends to one (zero) token
+    image, image_mask = _image_batch(model, docs)
+    rationale, rationale_mask = _rationale_batch(model, docs)
+    span_rows = numpy.array(
+        [(i, s, e) for i, doc_spans in enumerate(spans) for s, e in doc_spans], dtype="int64"
+    ).reshape(-1, 3)
+    outputs, backprop_net = wrapper(
+        (padded, token_mask, image, image_mask, rationale, rationale_mask, span_rows), is_train
+    )
+    tag_pad, span_scores, doc_scores = outputs
+    tags = [tag_pad[i, :n] for i, n in enumerate(lengths)]
+
+    def backprop(d: JointScores) -> List[Doc]:
+        d_tags = ops.alloc3f(*tag_pad.shape)
+        for i, n in enumerate(lengths):
+            d_tags[i, :n] = d.tags[i]
+        d_padded = backprop_net((d_tags, d.spans, d.docs))
+        bp_tokvecs([d_padded[i, :n] for i, n in enumerate(lengths)])
+        return docs
+
+    return JointScores(tags=tags, spans=span_scores, docs=doc_scores), backprop
+
+
+def _image_batch(model: Model, docs: Sequence[Doc]) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """Regions plus the pooled vector as one more key, per doc; missing → masked."""
+    width = model.attrs["image_width"] or 1280
+    feats = [d._.image_features if model.attrs["use_image"] else None for d in docs]
+    n_keys = max((f["regions"].shape[0] + 1 for f in feats if f is not None), default=1)
+    image = numpy.zeros((len(docs), n_keys, width), dtype="float32")
+    mask = numpy.zeros((len(docs), n_keys), dtype=bool)
+    for i, f in enumerate(feats):
+        if f is None:
+            continue
+        regions = numpy.asarray(f["regions"], dtype="float32")
+        if regions.shape[-1] != width:
+            raise ValueError(
+                f"doc {i} has image features of width {regions.shape[-1]} but the model was "
+                f"initialised with width {width}: use the image encoder the model was trained with"
+            )
+        keys = numpy.concatenate([regions, numpy.asarray(f["pooled"], dtype="float32")[None, :]])
+        image[i, : len(keys)] = keys
+        mask[i, : len(keys)] = True
+    return image, mask
+
+
+def doc_rationales(doc: Doc) -> List[str]:
+    """The chains a model may read for a doc: the post's and its given aspects'."""
+    chains = [doc._.rationale] if doc._.rationale else []
+    if ASPECTS_KEY in doc.spans:
+        chains.extend(s._.rationale for s in doc.spans[ASPECTS_KEY] if s._.rationale)
+    return chains
+
+
+def _rationale_batch(model: Model, docs: Sequence[Doc]) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    width = model.attrs["rationale_width"] or 1
+    chains = [doc_rationales(d) if model.attrs["use_rationale"] else [] for d in docs]
+    if not any(chains):
+        return numpy.zeros((len(docs), 0, width), dtype="float32"), numpy.zeros((len(docs), 0), dtype=bool)
+    units = rationale_encoder_of(model).encode(chains)
+    n_keys = max(len(u) for u in units)
+    rationale = numpy.zeros((len(docs), n_keys, width), dtype="float32")
+    mask = numpy.zeros((len(docs), n_keys), dtype=bool)
+    for i, u in enumerate(units):
+        rationale[i, : len(u)] = u
+        mask[i, : len(u)] = True
+    return rationale, mask
+
+
+def _convert_inputs(model: Model, inputs, is_train: bool):
+    tokens, *rest = inputs
+    tokens_t = xp2torch(tokens, requires_grad=is_train)
+    others = [torch.from_numpy(numpy.ascontiguousarray(a)) for a in rest]
+
+    def backprop(d_inputs: ArgsKwargs):
+        return torch2xp(d_inputs.args[0])
+
+    return ArgsKwargs(args=(tokens_t, *others), kwargs={}), backprop
+
+
+def _convert_outputs(model: Model, inputs_outputs, is_train: bool):
+    _, outputs = inputs_outputs
+    converted = tuple(torch2xp(t.detach().float()) for t in outputs)
+
+    def backprop(d_outputs):
+        grads = [xp2torch(model.ops.asarray(d, dtype="float32")) for d in d_outputs]
+        return ArgsKwargs(args=(list(outputs),), kwargs={"grad_tensors": grads})
+
+    return converted, backprop

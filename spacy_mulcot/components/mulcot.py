@@ -1,0 +1,431 @@
+"""The ``mulcot`` component: aspects, their sentiment and the post's sentiment.
+
+A doc that arrives with ``doc.spans["aspects"]`` gets those aspects classified (MASC);
+otherwise aspects are extracted with BIO tags and then classified (MATE + JMASA).
+Post-level sentiment (MSC) always goes to ``doc.cats``.
+"""
+import warnings
+from dataclasses import dataclass
+from itertools import islice
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
+
+import numpy
+import srsly
+from spacy import util
+from spacy.errors import Errors
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc, Span, SpanGroup
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, Optimizer, set_dropout_rate
+
+from .. import bio
+from ..architectures import JointScores
+from ..doc_model import ASPECTS_KEY
+from ..labels import POLARITIES
+from ..scorer import DEFAULT_SCORE_WEIGHTS, score_mulcot
+
+#: Extension values a span keeps when ``mulcot`` relabels it (spaCy keys span
+#: extension data by offsets *and* label, so they must be copied over).
+_SPAN_EXTENSIONS = ("rationale", "rationale_label", "reasoning")
+
+DEFAULT_MODEL_CONFIG = """
+[model]
+@architectures = "mulcot.JointSentimentModel.v1"
+hidden_width = 256
+attention_heads = 4
+dropout = 0.1
+fusion = "dual"
+use_image = true
+use_rationale = true
+image_dropout = 0.2
+rationale_dropout = 0.3
+rationale_encoder = "all-MiniLM-L6-v2"
+
+[model.tok2vec]
+@architectures = "spacy-transformers.TransformerListener.v1"
+grad_factor = 1.0
+upstream = "*"
+
+[model.tok2vec.pooling]
+@layers = "reduce_mean.v1"
+
+[model.features]
+@architectures = "spacy.MultiHashEmbed.v2"
+width = 64
+attrs = ["NORM", "SHAPE", "PREFIX", "SUFFIX"]
+rows = [5000, 1000, 2500, 2500]
+include_static_vectors = false
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+
+
+@Language.factory(
+    "mulcot",
+    assigns=["doc.spans", "doc.cats", "span._.sentiment_scores"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "spans_key": ASPECTS_KEY,
+        "tag_weight": 1.0,
+        "aspect_weight": 1.0,
+        "doc_weight": 0.5,
+        "scorer": {"@scorers": "mulcot.scorer.v1"},
+    },
+    default_score_weights=DEFAULT_SCORE_WEIGHTS,
+)
+def make_mulcot(
+    nlp: Language,
+    name: str,
+    model: Model,
+    spans_key: str,
+    tag_weight: float,
+    aspect_weight: float,
+    doc_weight: float,
+    scorer: Optional[Callable],
+) -> "Mulcot":
+    """Joint multimodal aspect extraction and sentiment (LRSA fusion, MulCoT-RD heads).
+
+    spans_key: the span group holding aspects (given or predicted).
+    tag_weight / aspect_weight / doc_weight: weights of the three losses.
+    """
+    return Mulcot(
+        nlp.vocab,
+        model,
+        name,
+        spans_key=spans_key,
+        tag_weight=tag_weight,
+        aspect_weight=aspect_weight,
+        doc_weight=doc_weight,
+        scorer=scorer,
+    )
+
+
+@dataclass
+class MulcotPrediction:
+    """What ``predict`` found for a batch."""
+
+    spans: List[List[Tuple[int, int]]]
+    given: List[bool]
+    span_probs: List[numpy.ndarray]  # per doc: n_spans × 3
+    doc_probs: numpy.ndarray  # B × 3
+
+
+class Mulcot(TrainablePipe):
+    """Joint aspect extraction, aspect sentiment and post sentiment from text, image
+    and (optionally) rationale."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "mulcot",
+        *,
+        spans_key: str = ASPECTS_KEY,
+        tag_weight: float = 1.0,
+        aspect_weight: float = 1.0,
+        doc_weight: float = 0.5,
+        scorer: Optional[Callable] = score_mulcot,
+    ):
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg = {
+            "spans_key": spans_key,
+            "tag_weight": tag_weight,
+            "aspect_weight": aspect_weight,
+            "doc_weight": doc_weight,
+            "labels": list(POLARITIES),
+        }
+        self._warned_no_features = False
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(self.cfg["labels"])
+
+    @property
+    def spans_key(self) -> str:
+        return self.cfg["spans_key"]
+
+    # ---- prediction -------------------------------------------------------
+
+    def _check_ready(self, docs: List[Doc], predicting: bool = True) -> None:
+        if not self.model.attrs.get("image_width"):
+            raise ValueError(
+                f"[{self.name}] The component is not initialized. Train it (`spacy train` with a "
+                "mulcot config, see configs/), call `nlp.initialize()` before using it, or load a "
+                "trained pipeline with `spacy.load`."
+            )
+        if predicting and _listens_to_transformer(self.model):
+            # In training the listener gets the transformer's output from its update.
+            for doc in docs:
+                if not hasattr(doc._, "trf_data") or doc._.trf_data is None:
+                    raise ValueError(
+                        f"[{self.name}] No transformer output on the doc. `mulcot` listens to a "
+                        "`transformer` component: add one before it (`nlp.add_pipe('transformer', "
+                        "before='mulcot')`) or start from configs/mulcot_cpu.cfg."
+                    )
+        if not self._warned_no_features and self.model.attrs.get("use_image"):
+            if any(d._.image is not None and d._.image_features is None for d in docs):
+                self._warned_no_features = True
+                warnings.warn(
+                    f"[{self.name}] Docs have an image but no image features: put `mulcot_image` "
+                    f"before `{self.name}` (and, for training, list it in [training] "
+                    "annotating_components). Continuing without the image."
+                )
+
+    def predict(self, docs: Iterable[Doc]) -> MulcotPrediction:
+        docs = list(docs)
+        if not docs:
+            return MulcotPrediction([], [], [], numpy.zeros((0, len(self.labels)), dtype="float32"))
+        self._check_ready(docs)
+        key = self.spans_key
+        given = [key in doc.spans for doc in docs]
+        spans = [[(s.start, s.end) for s in doc.spans[key]] if g else [] for doc, g in zip(docs, given)]
+        scores: JointScores = self.model.predict((docs, spans))
+        if not all(given):
+            for i, (doc, g) in enumerate(zip(docs, given)):
+                if not g:
+                    spans[i] = bio.decode(_log_softmax(self.model.ops.to_numpy(scores.tags[i])))
+            if any(spans[i] for i, g in enumerate(given) if not g):
+                scores = self.model.predict((docs, spans))
+        span_probs = _softmax(self.model.ops.to_numpy(scores.spans))
+        per_doc, start = [], 0
+        for doc_spans in spans:
+            per_doc.append(span_probs[start : start + len(doc_spans)])
+            start += len(doc_spans)
+        doc_probs = _softmax(self.model.ops.to_numpy(scores.docs))
+        return MulcotPrediction(spans=spans, given=given, span_probs=per_doc, doc_probs=doc_probs)
+
+    def set_annotations(self, docs: Iterable[Doc], predictions: MulcotPrediction) -> None:
+        key = self.spans_key
+        for i, doc in enumerate(docs):
+            old = list(doc.spans[key]) if predictions.given[i] else []
+            group = SpanGroup(doc, name=key, attrs={"source": "given" if predictions.given[i] else "predicted"})
+            for j, (start, end) in enumerate(predictions.spans[i]):
+                probs = predictions.span_probs[i][j]
+                span = Span(doc, start, end, label=self.labels[int(probs.argmax())])
+                if old:
+                    for ext in _SPAN_EXTENSIONS:
+                        value = getattr(old[j]._, ext)
+                        if value is not None:
+                            setattr(span._, ext, value)
+                span._.sentiment_scores = {label: float(p) for label, p in zip(self.labels, probs)}
+                group.append(span)
+            doc.spans[key] = group
+            doc.cats.update({label: float(p) for label, p in zip(self.labels, predictions.doc_probs[i])})
+
+    # ---- training ---------------------------------------------------------
+
+    def _gold(self, example: Example) -> Tuple[Optional[List[Tuple[int, int, str]]], Optional[numpy.ndarray]]:
+        """Gold aspects (on the predicted doc's tokens) and the doc target distribution.
+
+        Aspects are None when the reference has no aspect annotation. The doc target is
+        the reference's cats when it has polarity cats, else the mean of its aspects'
+        one-hot polarities (Twitter-2015 has no post labels), else None.
+        """
+        ref = example.reference
+        aspects = None
+        if self.spans_key in ref.spans:
+            aligned = example.get_aligned_spans_y2x(list(ref.spans[self.spans_key]), allow_overlap=True)
+            aspects = []
+            for span in aligned:
+                if span.label_ not in self.labels:
+                    raise ValueError(
+                        f"[{self.name}] Aspect {span.text!r} in {ref.text[:60]!r} has label {span.label_!r}; "
+                        f"expected one of {self.labels}"
+                    )
+                aspects.append((span.start, span.end, span.label_))
+        target = None
+        if all(label in ref.cats for label in self.labels):
+            target = numpy.array([ref.cats[label] for label in self.labels], dtype="float32")
+        elif aspects:
+            target = numpy.zeros((len(self.labels),), dtype="float32")
+            for *_, label in aspects:
+                target[self.labels.index(label)] += 1.0
+        if target is not None:
+            total = target.sum()
+            target = target / total if total > 0 else None
+        return aspects, target
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "Mulcot.update")
+        if not examples:
+            return losses
+        docs = [eg.predicted for eg in examples]
+        self._check_ready(docs, predicting=False)
+        golds = [self._gold(eg) for eg in examples]
+        spans = [[(s, e) for s, e, _ in (aspects or [])] for aspects, _ in golds]
+        set_dropout_rate(self.model, drop)
+        scores, backprop = self.model.begin_update((docs, spans))
+        loss, d_scores = self._loss(examples, scores, golds)
+        backprop(d_scores)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def get_loss(self, examples: Iterable[Example], scores: JointScores) -> Tuple[float, JointScores]:
+        """Weighted cross-entropy of tags, aspect polarities (on gold aspects) and post
+        sentiment; ``scores`` must come from the gold aspects, as ``update`` makes them."""
+        examples = list(examples)
+        return self._loss(examples, scores, [self._gold(eg) for eg in examples])
+
+    def _loss(self, examples, scores: JointScores, golds) -> Tuple[float, JointScores]:
+        ops = self.model.ops
+        labels = self.labels
+        # Tags: mean over the tokens of docs with aspect annotation.
+        n_tokens = sum(len(eg.predicted) for eg, (aspects, _) in zip(examples, golds) if aspects is not None)
+        d_tags, tag_loss = [], 0.0
+        for eg, (aspects, _), logits in zip(examples, golds, scores.tags):
+            logits = ops.to_numpy(logits)
+            if aspects is None or not len(logits):
+                d_tags.append(ops.alloc2f(*logits.shape))
+                continue
+            target = bio.encode(len(eg.predicted), [(s, e) for s, e, _ in aspects])
+            loss, grad = _cross_entropy(logits, target)
+            tag_loss += loss / n_tokens
+            d_tags.append(ops.asarray2f(grad * (self.cfg["tag_weight"] / n_tokens)))
+        # Aspect sentiment: mean over the spans.
+        span_targets = numpy.array(
+            [labels.index(label) for aspects, _ in golds for *_, label in (aspects or [])], dtype="int64"
+        )
+        span_logits = ops.to_numpy(scores.spans)
+        if len(span_targets) != len(span_logits):
+            raise ValueError(f"{len(span_logits)} span scores for {len(span_targets)} gold aspects")
+        span_loss, d_spans = 0.0, numpy.zeros_like(span_logits)
+        if len(span_targets):
+            span_loss, d_spans = _cross_entropy(span_logits, span_targets)
+            span_loss /= len(span_targets)
+            d_spans *= self.cfg["aspect_weight"] / len(span_targets)
+        # Post sentiment: soft-target cross-entropy over docs that have a target.
+        doc_logits = ops.to_numpy(scores.docs)
+        d_docs = numpy.zeros_like(doc_logits)
+        doc_loss = 0.0
+        rows = [i for i, (_, target) in enumerate(golds) if target is not None]
+        if rows:
+            targets = numpy.stack([golds[i][1] for i in rows])
+            log_p = _log_softmax(doc_logits[rows])
+            doc_loss = float(-(targets * log_p).sum() / len(rows))
+            d_docs[rows] = (numpy.exp(log_p) - targets) * (self.cfg["doc_weight"] / len(rows))
+        total = self.cfg["tag_weight"] * tag_loss + self.cfg["aspect_weight"] * span_loss + self.cfg["doc_weight"] * doc_loss
+        d_scores = JointScores(tags=d_tags, spans=ops.asarray2f(d_spans), docs=ops.asarray2f(d_docs))
+        return float(total), d_scores
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+    ) -> None:
+        validate_get_examples(get_examples, "Mulcot.initialize")
+        if nlp is not None and _listens_to_transformer(self.model):
+            if not any(getattr(p, "model", None) is not None and p.model.name == "transformer" for _, p in nlp.pipeline):
+                raise ValueError(
+                    f"[{self.name}] `mulcot` listens to a `transformer` component but the pipeline has "
+                    "none. Add one before it (`nlp.add_pipe('transformer', before='mulcot')`) or "
+                    "start from configs/mulcot_cpu.cfg."
+                )
+        sample = list(islice(get_examples(), 10))
+        docs = [eg.predicted for eg in sample]
+        if nlp is not None:
+            # Upstream feature components (the image featurizer) annotate the sample so
+            # the model can learn the input widths; the transformer has no output yet.
+            for _, proc in nlp.pipeline:
+                if proc is self:
+                    break
+                if not hasattr(proc, "update") and hasattr(proc, "pipe"):
+                    docs = list(proc.pipe(docs))
+        self.model.initialize(X=(docs, [[] for _ in docs]) if docs else None)
+
+    # ---- serialization ----------------------------------------------------
+
+    def to_bytes(self, *, exclude=tuple()) -> bytes:
+        self._validate_serialization_attrs()
+        serialize = {
+            "cfg": lambda: srsly.json_dumps(self.cfg),
+            "model": lambda: self.model.to_bytes(),
+            "widths": lambda: srsly.json_dumps(_widths(self.model)),
+        }
+        return util.to_bytes(serialize, exclude)
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "Mulcot":
+        self._validate_serialization_attrs()
+        data: Dict[str, bytes] = {}
+        util.from_bytes(bytes_data, {"cfg": lambda b: data.update(cfg=b), "model": lambda b: data.update(model=b), "widths": lambda b: data.update(widths=b)}, exclude)
+        if "cfg" in data:
+            self.cfg.update(srsly.json_loads(data["cfg"]))
+        if "widths" in data:
+            self.model.attrs.update(srsly.json_loads(data["widths"]))
+        if "model" in data:
+            self._load_model(data["model"])
+        return self
+
+    def to_disk(self, path, *, exclude=tuple()) -> None:
+        path = util.ensure_path(path)
+        serialize = {
+            "cfg": lambda p: srsly.write_json(p, self.cfg),
+            "widths": lambda p: srsly.write_json(p, _widths(self.model)),
+            "model": lambda p: self.model.to_disk(p),
+        }
+        util.to_disk(path, serialize, exclude)
+
+    def from_disk(self, path, *, exclude=tuple()) -> "Mulcot":
+        path = util.ensure_path(path)
+
+        def load_model(p):
+            self._load_model(p.read_bytes())
+
+        deserialize = {
+            "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
+            "widths": lambda p: self.model.attrs.update(srsly.read_json(p)),
+            "model": load_model,
+        }
+        util.from_disk(path, deserialize, exclude)
+        return self
+
+    def _load_model(self, data: bytes) -> None:
+        try:
+            self.model.from_bytes(data)
+        except AttributeError:
+            raise ValueError(Errors.E149) from None
+
+
+def _widths(model: Model) -> Dict[str, int]:
+    return {"image_width": model.attrs["image_width"], "rationale_width": model.attrs["rationale_width"]}
+
+
+def _listens_to_transformer(model: Model) -> bool:
+    return any(node.name == "transformer-listener" for node in model.walk())
+
+
+def _softmax(x: numpy.ndarray) -> numpy.ndarray:
+    return numpy.exp(_log_softmax(x))
+
+
+def _log_softmax(x: numpy.ndarray) -> numpy.ndarray:
+    x = numpy.asarray(x, dtype="float32")
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - numpy.log(numpy.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _cross_entropy(logits: numpy.ndarray, targets: numpy.ndarray) -> Tuple[float, numpy.ndarray]:
+    """Summed cross-entropy and its gradient w.r.t. the logits."""
+    log_p = _log_softmax(logits)
+    rows = numpy.arange(len(targets))
+    loss = float(-log_p[rows, targets].sum())
+    grad = numpy.exp(log_p)
+    grad[rows, targets] -= 1.0
+    return loss, grad

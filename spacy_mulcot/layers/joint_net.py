@@ -1,0 +1,100 @@
+"""The joint network: project the three modalities, fuse them, and predict
+BIO aspect tags, the sentiment of each aspect span and the sentiment of the post."""
+import torch
+from torch import nn
+
+from .fusion import DualCrossAttentionFusion, _masked_mean
+
+
+class JointSentimentNet(nn.Module):
+    """Inputs are padded batches; outputs are logits.
+
+    tokens (B, T, Dt), token_mask (B, T); image (B, R, Di), image_mask (B, R);
+    rationale (B, K, Dr), rationale_mask (B, K); spans (S, 3) rows ``(doc, start, end)``.
+    Returns tag logits (B, T, 3), span logits (S, 3), doc logits (B, 3).
+
+    lazy: infer the three input widths on the first call (thinc builds the net before
+    it has seen data).
+    image_dropout / rationale_dropout: in training, the probability of hiding a doc's
+    image / rationale, so the model stays good for posts that come without them.
+    """
+
+    def __init__(
+        self,
+        token_width: int,
+        image_width: int,
+        rationale_width: int,
+        hidden_width: int = 256,
+        heads: int = 4,
+        dropout: float = 0.1,
+        fusion: str = "dual",
+        image_dropout: float = 0.0,
+        rationale_dropout: float = 0.0,
+        n_tags: int = 3,
+        n_labels: int = 3,
+        lazy: bool = False,
+    ):
+        super().__init__()
+        h = hidden_width
+
+        def linear_in(width: int) -> nn.Module:
+            # Lazy layers learn their input width on the first forward pass.
+            return nn.LazyLinear(h) if lazy else nn.Linear(width, h)
+
+        self.image_dropout = image_dropout
+        self.rationale_dropout = rationale_dropout
+        self.text_in = nn.Sequential(nn.Dropout(dropout), linear_in(token_width), nn.LayerNorm(h))
+        self.image_in = nn.Sequential(linear_in(image_width), nn.LayerNorm(h))
+        self.rationale_in = nn.Sequential(linear_in(rationale_width), nn.LayerNorm(h))
+        self.fusion = DualCrossAttentionFusion(h, heads, dropout, mode=fusion)
+        self.context = nn.TransformerEncoderLayer(h, heads, 2 * h, dropout, batch_first=True, norm_first=True)
+        self.tagger = nn.Linear(h, n_tags)
+        self.aspect_query = nn.Linear(h, h)
+        self.span_out = nn.Sequential(nn.Linear(3 * h, h), nn.GELU(), nn.Dropout(dropout), nn.Linear(h, n_labels))
+        self.doc_query = nn.Parameter(torch.zeros(h))
+        self.doc_out = nn.Sequential(nn.Linear(2 * h, h), nn.GELU(), nn.Dropout(dropout), nn.Linear(h, n_labels))
+
+    def forward(self, tokens, token_mask, image, image_mask, rationale, rationale_mask, spans):
+        if self.training:
+            image_mask = _drop_docs(image_mask, self.image_dropout)
+            rationale_mask = _drop_docs(rationale_mask, self.rationale_dropout)
+        text = self.text_in(tokens)
+        img = self.image_in(image)
+        rat = self.rationale_in(rationale)
+        fused = self.fusion(text, img, image_mask, rat, rationale_mask)
+        fused = self.context(fused, src_key_padding_mask=~token_mask)
+        tag_logits = self.tagger(fused)
+        # Doc: attention pooling over the fused tokens, plus the pooled image.
+        scores = (fused @ self.doc_query).masked_fill(~token_mask, float("-inf"))
+        doc_vec = (torch.softmax(scores, dim=1).unsqueeze(-1) * fused).sum(1)
+        doc_logits = self.doc_out(torch.cat([doc_vec, _masked_mean(img, image_mask)], dim=-1))
+        span_logits = self._spans(fused, token_mask, img, image_mask, spans)
+        return tag_logits, span_logits, doc_logits
+
+    def _spans(self, fused, token_mask, img, image_mask, spans):
+        """Aspect-conditioned pooling: the span's mean vector queries the post's tokens
+        and image regions; logits come from [span mean, span max, attended context]."""
+        if spans.shape[0] == 0:
+            return fused.new_zeros((0, self.span_out[-1].out_features))
+        T = fused.shape[1]
+        doc_ids, starts, ends = spans[:, 0], spans[:, 1], spans[:, 2]
+        positions = torch.arange(T, device=fused.device)
+        inside = (positions[None, :] >= starts[:, None]) & (positions[None, :] < ends[:, None])  # (S, T)
+        states = fused[doc_ids]  # (S, T, H)
+        w = inside.to(fused.dtype).unsqueeze(-1)
+        mean = (states * w).sum(1) / w.sum(1).clamp(min=1.0)
+        span_max = states.masked_fill(~inside.unsqueeze(-1), float("-inf")).max(1).values
+        keys = torch.cat([states, img[doc_ids]], dim=1)
+        key_mask = torch.cat([token_mask[doc_ids], image_mask[doc_ids]], dim=1)
+        att = torch.einsum("sh,skh->sk", self.aspect_query(mean), keys) / keys.shape[-1] ** 0.5
+        att = torch.softmax(att.masked_fill(~key_mask, float("-inf")), dim=1)
+        context = torch.einsum("sk,skh->sh", att, keys)
+        return self.span_out(torch.cat([mean, span_max, context], dim=-1))
+
+
+def _drop_docs(mask: torch.Tensor, rate: float) -> torch.Tensor:
+    """Hide a whole modality for a random subset of docs."""
+    if rate <= 0.0:
+        return mask
+    keep = torch.rand(mask.shape[0], 1, device=mask.device) >= rate
+    return mask & keep
