@@ -177,9 +177,25 @@ class Mulcot(TrainablePipe):
 
     def predict(self, docs: Iterable[Doc]) -> MulcotPrediction:
         docs = list(docs)
+        n_labels = len(self.labels)
         if not docs:
-            return MulcotPrediction([], [], [], numpy.zeros((0, len(self.labels)), dtype="float32"))
+            return MulcotPrediction([], [], [], numpy.zeros((0, n_labels), dtype="float32"))
         self._check_ready(docs)
+        if any(len(doc) == 0 for doc in docs):
+            # Empty docs carry no evidence: no aspects and uniform post sentiment.
+            full = [i for i, doc in enumerate(docs) if len(doc)]
+            part = self.predict([docs[i] for i in full]) if full else None
+            result = MulcotPrediction(
+                spans=[[] for _ in docs],
+                given=[self.spans_key in doc.spans for doc in docs],
+                span_probs=[numpy.zeros((0, n_labels), dtype="float32") for _ in docs],
+                doc_probs=numpy.full((len(docs), n_labels), 1.0 / n_labels, dtype="float32"),
+            )
+            for j, i in enumerate(full):
+                result.spans[i] = part.spans[j]
+                result.span_probs[i] = part.span_probs[j]
+                result.doc_probs[i] = part.doc_probs[j]
+            return result
         key = self.spans_key
         given = [key in doc.spans for doc in docs]
         spans = [[(s.start, s.end) for s in doc.spans[key]] if g else [] for doc, g in zip(docs, given)]

@@ -15,7 +15,7 @@ Reader = Callable[[Language], Iterator[Example]]
 
 
 def corpus_v1(
-    path: str,
+    path: Optional[str],
     given_aspects: Union[bool, str] = False,
     image_dir: Optional[str] = None,
     limit: int = 0,

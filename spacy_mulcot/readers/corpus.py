@@ -63,7 +63,7 @@ class MulcotCorpus:
 
     def __init__(
         self,
-        path: Union[str, Path],
+        path: Optional[Union[str, Path]],
         *,
         given_aspects: Union[bool, str] = False,
         image_dir: Optional[Union[str, Path]] = None,
@@ -74,7 +74,7 @@ class MulcotCorpus:
     ):
         if given_aspects not in GIVEN_ASPECTS:
             raise ValueError(f"given_aspects must be true, false or \"both\", got {given_aspects!r}")
-        self.path = Path(path)
+        self.path = Path(path) if path is not None else None
         self.rationales = rationales
         self.given_aspects = given_aspects
         self.image_dir = image_dir
@@ -83,6 +83,8 @@ class MulcotCorpus:
         self.seed = seed
 
     def __call__(self, nlp: Language) -> Iterator[Example]:
+        if self.path is None:
+            raise ValueError("mulcot.Corpus.v1 has no path: pass --paths.train / --paths.dev (a .spacy file or folder)")
         docs: Iterable[Doc] = read_docbin(self.path, nlp)
         if self.shuffle:
             docs = list(docs)

@@ -1,0 +1,215 @@
+"""The ``mulcot`` component end to end with the real default encoders
+(all-MiniLM-L6-v2 + EfficientNet-Lite0) on a few handwritten posts."""
+import random
+
+import numpy
+import pytest
+import spacy
+from spacy.training import Example
+
+from spacy_mulcot.doc_model import make_doc, set_aspects
+from spacy_mulcot.readers.corpus import make_example
+
+from .conftest import make_image
+
+TRANSFORMER = {
+    "model": {
+        "@architectures": "mulcot.TransformerModel.v1",
+        "name": "all-MiniLM-L6-v2",
+        "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 128, "stride": 96},
+    }
+}
+
+POSTS = [
+    ("Loving the new Tesla , what a car !", [("Tesla", "POS")], (30, 200, 30)),
+    ("Traffic in Boston is a total nightmare today", [("Boston", "NEG")], (200, 30, 30)),
+    ("Obama speaks with Merkel in Berlin", [("Obama", "NEU"), ("Merkel", "NEU"), ("Berlin", "NEU")], (90, 90, 90)),
+    ("Great game by Messi tonight , Barcelona fans happy", [("Messi", "POS"), ("Barcelona", "POS")], (20, 40, 220)),
+]
+
+
+def build_nlp(**mulcot_config):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config=TRANSFORMER)
+    nlp.add_pipe("mulcot_image")
+    cfg = {"model": {"hidden_width": 64, "attention_heads": 2, "image_dropout": 0.0, "rationale_dropout": 0.0}}
+    for key, value in mulcot_config.items():
+        cfg["model"][key] = value
+    nlp.add_pipe("mulcot", config=cfg)
+    return nlp
+
+
+def gold_docs(nlp, tmp_path):
+    docs = []
+    for i, (text, aspects, color) in enumerate(POSTS):
+        path = tmp_path / f"post{i}.jpg"
+        path.write_bytes(make_image(color))
+        doc = make_doc(nlp, text, image=str(path))
+        set_aspects(doc, [{"text": a, "label": label} for a, label in aspects])
+        docs.append(doc)
+    return docs
+
+
+def train(nlp, examples, steps=40, seed=0):
+    random.seed(seed)
+    numpy.random.seed(seed)
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 5e-4
+    history = []
+    for _ in range(steps):
+        losses = {}
+        nlp.update(examples, sgd=optimizer, losses=losses, annotates=["mulcot_image"])
+        history.append(losses["mulcot"])
+    return history
+
+
+def fresh(nlp, gold, given=False):
+    """What a user would pass in: the text and image (and, if given, unlabelled aspects)."""
+    return [make_example(d, given_aspects=given).predicted for d in gold]
+
+
+def outputs(docs):
+    return [
+        (
+            [(s.start, s.end, s.label_) for s in d.spans["aspects"]],
+            [tuple(round(v, 5) for v in s._.sentiment_scores.values()) for s in d.spans["aspects"]],
+            {k: round(v, 5) for k, v in d.cats.items()},
+        )
+        for d in docs
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("mulcot")
+    nlp = build_nlp()
+    gold = gold_docs(nlp, tmp_path)
+    examples = [make_example(d) for d in gold]
+    history = train(nlp, examples)
+    return nlp, gold, history
+
+
+def test_overfits_a_handful_of_posts(trained):
+    nlp, gold, history = trained
+    assert history[-1] < 0.2 * history[0], history
+    docs = list(nlp.pipe(fresh(nlp, gold)))
+    for doc, ref in zip(docs, gold):
+        got = {(s.start, s.end, s.label_) for s in doc.spans["aspects"]}
+        assert got == {(s.start, s.end, s.label_) for s in ref.spans["aspects"]}
+        assert doc.spans["aspects"].attrs["source"] == "predicted"
+        for span in doc.spans["aspects"]:
+            assert set(span._.sentiment_scores) == {"POS", "NEU", "NEG"}
+            assert sum(span._.sentiment_scores.values()) == pytest.approx(1.0, abs=1e-5)
+        assert sum(doc.cats.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_given_aspects_are_kept_and_labelled(trained):
+    nlp, gold, _ = trained
+    docs = fresh(nlp, gold, given=True)
+    docs[2].spans["aspects"][0]._.rationale = "Text_analysis: neutral news."
+    docs = list(nlp.pipe(docs))
+    for doc, ref in zip(docs, gold):
+        assert doc.spans["aspects"].attrs["source"] == "given"
+        assert [(s.start, s.end) for s in doc.spans["aspects"]] == [(s.start, s.end) for s in ref.spans["aspects"]]
+        assert [s.label_ for s in doc.spans["aspects"]] == [s.label_ for s in ref.spans["aspects"]]
+    # the span keeps its rationale through relabelling
+    assert docs[2].spans["aspects"][0]._.rationale == "Text_analysis: neutral news."
+
+
+def test_given_span_that_is_not_an_aspect_is_still_classified(trained):
+    nlp, _, _ = trained
+    doc = nlp.make_doc("Obama speaks with Merkel in Berlin")
+    doc.spans["aspects"] = [doc[4:6]]  # "in Berlin": not a gold aspect, must be kept as given
+    doc = nlp(doc)
+    assert [(s.start, s.end) for s in doc.spans["aspects"]] == [(4, 6)]
+    assert doc.spans["aspects"][0].label_ in ("POS", "NEU", "NEG")
+
+
+def test_doc_without_image_and_empty_doc(trained):
+    nlp, _, _ = trained
+    doc = nlp("Loving the new Tesla , what a car !")
+    assert doc._.image is None and doc._.image_features is None
+    assert [s.text for s in doc.spans["aspects"]] == ["Tesla"]
+    empty = nlp("")
+    assert len(empty.spans["aspects"]) == 0 and set(empty.cats) == {"POS", "NEU", "NEG"}
+
+
+def test_batched_pipe_equals_one_by_one(trained):
+    nlp, gold, _ = trained
+    batched = outputs(nlp.pipe(fresh(nlp, gold), batch_size=4))
+    single = [outputs([nlp(d)])[0] for d in fresh(nlp, gold)]
+    assert batched == single
+
+
+def test_save_load_gives_identical_outputs(trained, tmp_path):
+    nlp, gold, _ = trained
+    before = outputs(nlp.pipe(fresh(nlp, gold)))
+    nlp.to_disk(tmp_path / "pipeline")
+    loaded = spacy.load(tmp_path / "pipeline")
+    assert loaded.pipe_names == ["transformer", "mulcot_image", "mulcot"]
+    assert outputs(loaded.pipe(fresh(loaded, gold))) == before
+    from_bytes = build_nlp().from_bytes(nlp.to_bytes())
+    assert outputs(from_bytes.pipe(fresh(from_bytes, gold))) == before
+
+
+def test_evaluate_reports_all_metrics(trained):
+    nlp, gold, _ = trained
+    examples = [make_example(d, given_aspects=g) for d in gold for g in (False, True)]
+    scores = nlp.evaluate(examples)
+    assert scores["mulcot_mate_f"] == pytest.approx(1.0)
+    assert scores["mulcot_jmasa_f"] == pytest.approx(1.0)
+    assert scores["mulcot_masc_acc"] == pytest.approx(1.0)
+    assert scores["mulcot_msc_acc"] is None  # no post labels in these posts
+
+
+def test_rationale_is_read_and_modality_dropout_keeps_it_optional(tmp_path):
+    nlp = build_nlp(rationale_dropout=0.5)
+    gold = gold_docs(nlp, tmp_path)
+    for doc in gold:
+        for span in doc.spans["aspects"]:
+            span._.rationale = f'"Text_analysis": "sentiment toward {span.text}"\n"Prediction": "{span.label_}"'
+    examples = [make_example(d, given_aspects=True) for d in gold]
+    history = train(nlp, examples, steps=15)
+    assert history[-1] < history[0]
+    with_chain = nlp(fresh(nlp, gold, given=True)[0])
+    bare = fresh(nlp, gold, given=True)[0]
+    for span in bare.spans["aspects"]:
+        span._.rationale = None
+    without = nlp(bare)
+    a = with_chain.spans["aspects"][0]._.sentiment_scores
+    b = without.spans["aspects"][0]._.sentiment_scores
+    assert a != b  # the rationale changes the prediction
+    assert without.spans["aspects"][0].label_ in ("POS", "NEU", "NEG")
+
+
+def test_untrained_component_says_what_to_do():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("mulcot")
+    with pytest.raises(ValueError, match="not initialized.*spacy train"):
+        nlp("Loving the new Tesla")
+
+
+def test_pipeline_without_transformer_says_what_to_do(tmp_path):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("mulcot")
+    doc = nlp.make_doc("Loving the new Tesla")
+    set_aspects(doc, [{"text": "Tesla", "label": "POS"}])
+    with pytest.raises(ValueError, match="(?i)add one before it"):
+        nlp.initialize(lambda: [make_example(doc)])
+
+
+def test_bad_gold_label_is_refused(tmp_path):
+    nlp = build_nlp()
+    doc = nlp.make_doc("Loving the new Tesla")
+    set_aspects(doc, [{"text": "Tesla", "label": "happy"}])
+    nlp.initialize(lambda: [make_example(doc)])
+    with pytest.raises(ValueError, match="expected one of"):
+        nlp.update([make_example(doc)])
+
+
+def test_cpu_config_builds_a_pipeline():
+    from pathlib import Path
+
+    config = spacy.util.load_config(Path(__file__).parents[1] / "configs" / "mulcot_cpu.cfg")
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    assert nlp.pipe_names == ["transformer", "mulcot_image", "mulcot"]
