@@ -201,7 +201,9 @@ def test_pipeline_without_transformer_says_what_to_do(tmp_path):
 def test_bad_gold_label_is_refused(tmp_path):
     nlp = build_nlp()
     doc = nlp.make_doc("Loving the new Tesla")
-    set_aspects(doc, [{"text": "Tesla", "label": "happy"}])
+    with pytest.raises(ValueError, match="Unknown polarity"):
+        set_aspects(doc, [{"text": "Tesla", "label": "happy"}])
+    doc.spans["aspects"] = [doc.char_span(15, 20, label="happy")]  # built by hand, unchecked
     nlp.initialize(lambda: [make_example(doc)])
     with pytest.raises(ValueError, match="expected one of"):
         nlp.update([make_example(doc)])
