@@ -1,0 +1,81 @@
+"""Accuracy and speed of a trained ``mulcot`` pipeline on a test corpus.
+
+Accuracy: one pass over the corpus in both modes (aspects extracted: MATE, JMASA;
+gold aspects given: MASC), without the teacher chains (they were written knowing the
+gold label). Speed: ``nlp.pipe`` over the same posts built from text and image only,
+image encoder included (its cache cleared before every run), median of ``--runs``.
+Peak memory is the process's maximum RSS. Run one process per model.
+
+    python bench/mulcot_benchmark.py training/cpu/model-best corpus/twitter2015/sentence/test.spacy \
+        --name "mulcot (text+image)" --output metrics/cpu_test.json
+"""
+import json
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+from typing import Optional
+
+import spacy
+import torch
+import typer
+
+from spacy_mulcot.readers import MulcotCorpus
+from spacy_mulcot.readers.corpus import make_example
+
+METRICS = [
+    "mulcot_masc_acc", "mulcot_masc_macro_f", "mulcot_mate_p", "mulcot_mate_r", "mulcot_mate_f",
+    "mulcot_jmasa_p", "mulcot_jmasa_r", "mulcot_jmasa_f", "mulcot_msc_acc", "mulcot_msc_macro_f",
+]
+
+
+def main(
+    model: Path = typer.Argument(..., help="Trained pipeline folder"),
+    corpus: Path = typer.Argument(..., help="Sentence-view .spacy test corpus"),
+    name: str = typer.Option("", help="Row name in the results table"),
+    image_dir: Optional[Path] = typer.Option(None, help="Re-root image paths"),
+    output: Optional[Path] = typer.Option(None, help="JSON file for the figures"),
+    runs: int = typer.Option(3, help="Throughput runs (median reported)"),
+    batch_size: int = typer.Option(64, help="nlp.pipe batch size"),
+):
+    nlp = spacy.load(model)
+    image = nlp.get_pipe("mulcot_image") if "mulcot_image" in nlp.pipe_names else None
+    examples = list(MulcotCorpus(corpus, given_aspects="both", image_dir=image_dir, rationales=False)(nlp))
+    start = time.perf_counter()
+    scores = nlp.evaluate(examples, batch_size=batch_size)
+    eval_s = time.perf_counter() - start
+    posts = [eg.reference for eg in examples if eg.predicted.spans.get("aspects", None) is None or eg.predicted.spans["aspects"].attrs.get("source") != "given"]
+    timings = []
+    for run in range(runs):
+        if image is not None:
+            image.clear_cache()
+        fresh = [make_example(doc, given_aspects=False, image_dir=image_dir, rationales=False).predicted for doc in posts]
+        start = time.perf_counter()
+        for _ in nlp.pipe(fresh, batch_size=batch_size):
+            pass
+        timings.append(time.perf_counter() - start)
+        typer.echo(f"run {run + 1}/{runs}: {len(posts) / timings[-1]:.1f} docs/s", err=True)
+    n_aspects = sum(len(doc.spans["aspects"]) for doc in posts)
+    result = {
+        "name": name or str(model),
+        "model": str(model),
+        "corpus": str(corpus),
+        "n_posts": len(posts),
+        "n_gold_aspects": n_aspects,
+        "scores": {k: (round(100 * scores[k], 2) if scores.get(k) is not None else None) for k in METRICS},
+        "docs_per_s": round(len(posts) / statistics.median(timings), 2),
+        "docs_per_s_runs": [round(len(posts) / t, 2) for t in timings],
+        "eval_seconds": round(eval_s, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "torch": torch.__version__,
+    }
+    typer.echo(json.dumps(result, indent=2))
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    typer.run(main)
