@@ -202,7 +202,8 @@ def _rationale_batch(model: Model, docs: Sequence[Doc]) -> Tuple[numpy.ndarray, 
 def _convert_inputs(model: Model, inputs, is_train: bool):
     tokens, *rest = inputs
     tokens_t = xp2torch(tokens, requires_grad=is_train)
-    others = [torch.from_numpy(numpy.ascontiguousarray(a)) for a in rest]
+    # Masks, image and rationale arrays are built with numpy; follow the tokens' device.
+    others = [torch.from_numpy(numpy.ascontiguousarray(a)).to(tokens_t.device) for a in rest]
 
     def backprop(d_inputs: ArgsKwargs):
         return torch2xp(d_inputs.args[0])
