@@ -1,8 +1,8 @@
 """Accuracy and speed of a trained ``mulcot`` pipeline on a test corpus.
 
-Accuracy: one pass over the corpus in both modes (aspects extracted: MATE, JMASA;
-gold aspects given: MASC), without the teacher chains (they were written knowing the
-gold label). Speed: ``nlp.pipe`` over the same posts built from text and image only,
+Accuracy: ``spacy_mulcot.evaluation`` (the ``evaluate`` CLI): one pass over the
+corpus in both modes (aspects extracted: MATE, JMASA; gold aspects given: MASC),
+without the teacher chains (they were written knowing the gold label). Speed: ``nlp.pipe`` over the same posts built from text and image only,
 image encoder included (its cache cleared before every run), median of ``--runs``.
 Peak memory is the process's maximum RSS. Run one process per model.
 
@@ -21,13 +21,9 @@ import spacy
 import torch
 import typer
 
-from spacy_mulcot.readers import MulcotCorpus
+from spacy_mulcot.evaluation import evaluate_pipeline
+from spacy_mulcot.readers import read_docbin
 from spacy_mulcot.readers.corpus import make_example
-
-METRICS = [
-    "mulcot_masc_acc", "mulcot_masc_macro_f", "mulcot_mate_p", "mulcot_mate_r", "mulcot_mate_f",
-    "mulcot_jmasa_p", "mulcot_jmasa_r", "mulcot_jmasa_f", "mulcot_msc_acc", "mulcot_msc_macro_f",
-]
 
 
 def main(
@@ -41,11 +37,10 @@ def main(
 ):
     nlp = spacy.load(model)
     image = nlp.get_pipe("mulcot_image") if "mulcot_image" in nlp.pipe_names else None
-    examples = list(MulcotCorpus(corpus, given_aspects="both", image_dir=image_dir, rationales=False)(nlp))
     start = time.perf_counter()
-    scores = nlp.evaluate(examples, batch_size=batch_size)
+    evaluation = evaluate_pipeline(nlp, corpus, image_dir=image_dir, batch_size=batch_size)
     eval_s = time.perf_counter() - start
-    posts = [eg.reference for eg in examples if eg.predicted.spans.get("aspects", None) is None or eg.predicted.spans["aspects"].attrs.get("source") != "given"]
+    posts = list(read_docbin(corpus, nlp))
     timings = []
     for run in range(runs):
         if image is not None:
@@ -56,14 +51,13 @@ def main(
             pass
         timings.append(time.perf_counter() - start)
         typer.echo(f"run {run + 1}/{runs}: {len(posts) / timings[-1]:.1f} docs/s", err=True)
-    n_aspects = sum(len(doc.spans["aspects"]) for doc in posts)
     result = {
         "name": name or str(model),
         "model": str(model),
         "corpus": str(corpus),
-        "n_posts": len(posts),
-        "n_gold_aspects": n_aspects,
-        "scores": {k: (round(100 * scores[k], 2) if scores.get(k) is not None else None) for k in METRICS},
+        "n_posts": evaluation["n_posts"],
+        "n_gold_aspects": evaluation["n_gold_aspects"],
+        "scores": evaluation["scores"],
         "docs_per_s": round(len(posts) / statistics.median(timings), 2),
         "docs_per_s_runs": [round(len(posts) / t, 2) for t in timings],
         "eval_seconds": round(eval_s, 1),

@@ -171,3 +171,27 @@ def _tokenizer(model: str):
 
 if __name__ == "__main__":  # pragma: no cover
     app()
+
+
+@app.command("evaluate")
+def evaluate(
+    model: str = typer.Argument(..., help="Trained pipeline (folder or package name)"),
+    corpus: Path = typer.Argument(..., help=".spacy corpus with gold aspects (sentence view)"),
+    output: Optional[Path] = typer.Option(None, help="Write the metrics as JSON here"),
+    image_dir: Optional[Path] = typer.Option(None, help="Re-root image paths (file names kept)"),
+    rationales: bool = typer.Option(False, help="Let the model read the corpus's teacher chains (gold-informed)"),
+    batch_size: int = typer.Option(64, help="nlp.pipe batch size"),
+):
+    """MASC, MATE, JMASA and post-sentiment scores of a trained pipeline, with images.
+
+    Use this rather than `spacy evaluate`, whose reader keeps only the text."""
+    from .evaluation import evaluate_pipeline
+
+    nlp = spacy.load(model)
+    result = evaluate_pipeline(nlp, corpus, image_dir=image_dir, rationales=rationales, batch_size=batch_size)
+    typer.echo(f"{corpus}: {result['n_posts']} posts, {result['n_gold_aspects']} gold aspects")
+    for key, value in result["scores"].items():
+        typer.echo(f"{key:<22} {'-' if value is None else f'{value:.2f}'}")
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps({"model": model, "corpus": str(corpus), **result}, indent=2))

@@ -215,3 +215,23 @@ def test_cpu_config_builds_a_pipeline():
     config = spacy.util.load_config(Path(__file__).parents[1] / "configs" / "mulcot_cpu.cfg")
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     assert nlp.pipe_names == ["transformer", "mulcot_image", "mulcot"]
+
+
+def test_evaluate_cli_reads_images_and_reports_every_metric(trained, tmp_path):
+    import json
+
+    from spacy.tokens import DocBin
+    from typer.testing import CliRunner
+
+    from spacy_mulcot.cli import app
+
+    nlp, gold, _ = trained
+    nlp.to_disk(tmp_path / "pipeline")
+    DocBin(store_user_data=True, docs=gold).to_disk(tmp_path / "test.spacy")
+    out = tmp_path / "metrics.json"
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "pipeline"), str(tmp_path / "test.spacy"), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert metrics["n_posts"] == len(gold) and metrics["n_gold_aspects"] == 8
+    assert metrics["scores"]["mulcot_mate_f"] == 100.0 and metrics["scores"]["mulcot_masc_acc"] == 100.0
+    assert "mulcot_jmasa_f" in result.output
