@@ -232,6 +232,6 @@ def test_evaluate_cli_reads_images_and_reports_every_metric(trained, tmp_path):
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "pipeline"), str(tmp_path / "test.spacy"), "--output", str(out)])
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())
-    assert metrics["n_posts"] == len(gold) and metrics["n_gold_aspects"] == 8
+    assert metrics["n_posts"] == len(gold) and metrics["n_gold_aspects"] == 7
     assert metrics["scores"]["mulcot_mate_f"] == 100.0 and metrics["scores"]["mulcot_masc_acc"] == 100.0
     assert "mulcot_jmasa_f" in result.output
