@@ -235,3 +235,15 @@ def test_evaluate_cli_reads_images_and_reports_every_metric(trained, tmp_path):
     assert metrics["n_posts"] == len(gold) and metrics["n_gold_aspects"] == 7
     assert metrics["scores"]["mulcot_mate_f"] == 100.0 and metrics["scores"]["mulcot_masc_acc"] == 100.0
     assert "mulcot_jmasa_f" in result.output
+
+
+def test_balance_aspects_weights_rare_polarities_up(tmp_path):
+    nlp = build_nlp()
+    mulcot = nlp.get_pipe("mulcot")
+    gold = gold_docs(nlp, tmp_path)  # POSTS: POS 3, NEU 3, NEG 1
+    mulcot.cfg["balance_aspects"] = 0.5
+    weights = dict(zip(mulcot.labels, mulcot._class_weights(make_example(d) for d in gold)))
+    assert weights["NEG"] > weights["POS"] == pytest.approx(weights["NEU"])
+    assert sum(weights.values()) / 3 == pytest.approx(1.0)
+    mulcot.cfg["balance_aspects"] = 0.0
+    assert mulcot._class_weights(make_example(d) for d in gold) == pytest.approx([1.0, 1.0, 1.0])
