@@ -72,3 +72,20 @@ def test_force_prediction_makes_the_chain_agree():
     assert force_prediction("no sections at all", "NEU").endswith('"Prediction": "neutral"')
     with pytest.raises(ValueError):
         force_prediction(CHAINS[0], "happy")
+
+
+def test_reasoning_metrics_reward_the_right_chain():
+    from spacy_mulcot.reasoning.metrics import distinct_n, label_consistency, reasoning_metrics
+
+    refs = CHAINS
+    same = reasoning_metrics(refs, refs, classifier=["POS", "NEG"], gold=["POS", "NEG"])
+    swapped = reasoning_metrics(refs[::-1], refs, classifier=["POS", "NEG"], gold=["POS", "NEG"])
+    for key in ("bleu4", "rouge_l", "meteor_no_wordnet", "cosine_minilm"):
+        assert same[key] > swapped[key], key
+    assert same["bleu4"] == pytest.approx(100.0) and same["rouge_l"] == pytest.approx(100.0)
+    assert same["chain_vs_classifier"] == 100.0 and swapped["chain_vs_classifier"] == 0.0
+    assert distinct_n(["a a a a"], 1) == pytest.approx(25.0)
+    assert distinct_n(["a b", "a b"], 2) == pytest.approx(50.0)
+    assert label_consistency(["no prediction here"], ["POS"])["chain_unparsed"] == 100.0
+    with pytest.raises(ValueError):
+        reasoning_metrics(refs, refs[:1])
