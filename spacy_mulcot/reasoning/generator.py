@@ -100,7 +100,15 @@ class ReasoningGenerator(nn.Module):
 
     # ---- generation -------------------------------------------------------
 
-    def generate(self, prompts: Sequence[str], prefix: torch.Tensor, max_new_tokens: int = 256, greedy: bool = True, temperature: float = 1.0) -> List[str]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        prefix: torch.Tensor,
+        max_new_tokens: int = 256,
+        greedy: bool = True,
+        temperature: float = 1.0,
+        min_new_tokens: Optional[int] = None,
+    ) -> List[str]:
         """Chains for a batch: left-padded prompts after their prefix, KV cache on."""
         tok = self.tokenizer
         encoded = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -123,6 +131,7 @@ class ReasoningGenerator(nn.Module):
                 inputs_embeds=embeds,
                 attention_mask=mask,
                 max_new_tokens=max_new_tokens,
+                min_new_tokens=min_new_tokens,
                 do_sample=not greedy,
                 temperature=temperature if not greedy else None,
                 top_p=None,
