@@ -10,9 +10,6 @@ from itertools import islice
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy
-import srsly
-from spacy import util
-from spacy.errors import Errors
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
@@ -334,12 +331,9 @@ class Mulcot(TrainablePipe):
         if len(span_targets):
             # Class-weighted mean (plain mean when all weights are 1).
             weights = numpy.asarray(self.cfg["aspect_class_weights"], dtype="float32")[span_targets]
-            log_p = _log_softmax(span_logits)
-            rows = numpy.arange(len(span_targets))
-            span_loss = float(-(weights * log_p[rows, span_targets]).sum() / weights.sum())
-            d_spans = numpy.exp(log_p)
-            d_spans[rows, span_targets] -= 1.0
-            d_spans *= weights[:, None] * (self.cfg["aspect_weight"] / weights.sum())
+            span_loss, d_spans = _cross_entropy(span_logits, span_targets, weights)
+            span_loss /= weights.sum()
+            d_spans *= self.cfg["aspect_weight"] / weights.sum()
         # Post sentiment: soft-target cross-entropy over docs that have a target.
         doc_logits = ops.to_numpy(scores.docs)
         d_docs = numpy.zeros_like(doc_logits)
@@ -393,61 +387,8 @@ class Mulcot(TrainablePipe):
         weights = (counts / counts.mean()) ** -float(self.cfg["balance_aspects"])
         return [float(w) for w in weights / weights.mean()]
 
-    # ---- serialization ----------------------------------------------------
-
-    def to_bytes(self, *, exclude=tuple()) -> bytes:
-        self._validate_serialization_attrs()
-        serialize = {
-            "cfg": lambda: srsly.json_dumps(self.cfg),
-            "model": lambda: self.model.to_bytes(),
-            "widths": lambda: srsly.json_dumps(_widths(self.model)),
-        }
-        return util.to_bytes(serialize, exclude)
-
-    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "Mulcot":
-        self._validate_serialization_attrs()
-        data: Dict[str, bytes] = {}
-        util.from_bytes(bytes_data, {"cfg": lambda b: data.update(cfg=b), "model": lambda b: data.update(model=b), "widths": lambda b: data.update(widths=b)}, exclude)
-        if "cfg" in data:
-            self.cfg.update(srsly.json_loads(data["cfg"]))
-        if "widths" in data:
-            self.model.attrs.update(srsly.json_loads(data["widths"]))
-        if "model" in data:
-            self._load_model(data["model"])
-        return self
-
-    def to_disk(self, path, *, exclude=tuple()) -> None:
-        path = util.ensure_path(path)
-        serialize = {
-            "cfg": lambda p: srsly.write_json(p, self.cfg),
-            "widths": lambda p: srsly.write_json(p, _widths(self.model)),
-            "model": lambda p: self.model.to_disk(p),
-        }
-        util.to_disk(path, serialize, exclude)
-
-    def from_disk(self, path, *, exclude=tuple()) -> "Mulcot":
-        path = util.ensure_path(path)
-
-        def load_model(p):
-            self._load_model(p.read_bytes())
-
-        deserialize = {
-            "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
-            "widths": lambda p: self.model.attrs.update(srsly.read_json(p)),
-            "model": load_model,
-        }
-        util.from_disk(path, deserialize, exclude)
-        return self
-
-    def _load_model(self, data: bytes) -> None:
-        try:
-            self.model.from_bytes(data)
-        except AttributeError:
-            raise ValueError(Errors.E149) from None
-
-
-def _widths(model: Model) -> Dict[str, int]:
-    return {"image_width": model.attrs["image_width"], "rationale_width": model.attrs["rationale_width"]}
+    # Serialization: TrainablePipe's own (cfg, vocab, model). The input widths learned
+    # at initialize live in the model's attrs, which thinc serializes with it.
 
 
 def _listens_to_transformer(model: Model) -> bool:
@@ -464,11 +405,14 @@ def _log_softmax(x: numpy.ndarray) -> numpy.ndarray:
     return shifted - numpy.log(numpy.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def _cross_entropy(logits: numpy.ndarray, targets: numpy.ndarray) -> Tuple[float, numpy.ndarray]:
-    """Summed cross-entropy and its gradient w.r.t. the logits."""
+def _cross_entropy(
+    logits: numpy.ndarray, targets: numpy.ndarray, weights: Optional[numpy.ndarray] = None
+) -> Tuple[float, numpy.ndarray]:
+    """Summed (per-row ``weights``-weighted) cross-entropy and its gradient w.r.t. the logits."""
     log_p = _log_softmax(logits)
     rows = numpy.arange(len(targets))
-    loss = float(-log_p[rows, targets].sum())
+    weights = numpy.ones((len(targets),), dtype="float32") if weights is None else weights
+    loss = float(-(weights * log_p[rows, targets]).sum())
     grad = numpy.exp(log_p)
     grad[rows, targets] -= 1.0
-    return loss, grad
+    return loss, grad * weights[:, None]
