@@ -7,7 +7,6 @@ does the same work; tokens/s counts generated tokens. Median of ``--runs``.
     python bench/generation_speed.py corpus/twitter2015/sentence/test.spacy --output metrics/generation_speed.json
 """
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Optional
 import spacy
 import torch
 import typer
+
+from _report import machine, write_report
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from spacy_mulcot.hub import resolve_model_path
@@ -66,11 +67,9 @@ def main(
             row["ratio_vs_fp32_one_by_one"] = round(row["tokens_per_s"] / base, 2)
             table.append(row)
     report = {"n_docs": len(docs), "new_tokens": new_tokens, "runs": runs, "table": table,
-              "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads", "torch": torch.__version__}
+              "machine": machine(), "torch": torch.__version__}
     typer.echo(json.dumps(report, indent=2))
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(report, indent=2))
+    write_report(report, output)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import spacy
 import torch
 import typer
 
+from _report import write_report
+
 from spacy_mulcot.readers import read_docbin
 
 
@@ -75,9 +77,7 @@ def main(
         "bf16_vs_fp32": agreement,
     }
     typer.echo(json.dumps({k: round(v["ratio_vs_fp32_batch1"], 2) for k, v in results.items()}))
-    if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(report, indent=2))
+    write_report(report, output)
 
 
 if __name__ == "__main__":

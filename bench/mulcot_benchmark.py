@@ -10,7 +10,6 @@ Peak memory is the process's maximum RSS. Run one process per model.
         --name "mulcot (text+image)" --output metrics/cpu_test.json
 """
 import json
-import platform
 import resource
 import statistics
 import time
@@ -20,6 +19,8 @@ from typing import Optional
 import spacy
 import torch
 import typer
+
+from _report import machine, write_report
 
 from spacy_mulcot.evaluation import evaluate_pipeline
 from spacy_mulcot.readers import read_docbin
@@ -62,13 +63,11 @@ def main(
         "docs_per_s_runs": [round(len(posts) / t, 2) for t in timings],
         "eval_seconds": round(eval_s, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": machine(),
         "torch": torch.__version__,
     }
     typer.echo(json.dumps(result, indent=2))
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=2))
+    write_report(result, output)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,6 @@ class RationaleEncoder:
     def _load(self) -> None:
         if self._model is not None:
             return
-        import torch  # noqa: F401
         from transformers import AutoModel, AutoTokenizer
 
         path = resolve_model_path(self.name)

@@ -6,7 +6,7 @@ images (same content hash) are encoded once per run.
 """
 import logging
 from collections import OrderedDict
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy
 from spacy.language import Language

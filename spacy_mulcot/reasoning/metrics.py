@@ -9,7 +9,7 @@
 - Distinct-1/2: distinct n-grams / all n-grams over the generated chains.
 - Label consistency: the chain's ``Prediction`` vs the classifier's label vs gold.
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy
 
