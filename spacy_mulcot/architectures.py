@@ -7,9 +7,15 @@ an uncased encoder loses). Image regions come from ``doc._.image_features``;
 rationale units from ``doc._.rationale`` and the aspects' ``span._.rationale``.
 The PyTorch part is a ``PyTorchWrapper_v2``; its first linear layers are lazy, so
 input widths are learned at ``initialize`` from the data.
+
+With a ``generator`` the input may carry chains to learn,
+``(docs, spans, chains)`` with ``chains`` a list of ``(doc index, span index or -1
+for the post, chain text)``; the reasoning loss then comes back in
+``JointScores.reasoning_loss`` and its gradient (the weight ``w``) flows into the
+fused representation. :func:`generate_reasoning` writes chains at inference.
 """
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy
 import torch
@@ -20,8 +26,11 @@ from thinc.types import Floats2d
 from .doc_model import ASPECTS_KEY
 from .layers import JointSentimentNet
 from .rationale import RationaleEncoder
+from .reasoning import ReasoningGenerator, build_prompt
 
 SpanList = List[Tuple[int, int]]
+#: (doc index, span index within the doc or -1 for the post, chain text)
+ChainItem = Tuple[int, int, str]
 
 
 @dataclass
@@ -31,6 +40,7 @@ class JointScores:
     tags: List[Floats2d]  # per doc: n_tokens × 3 (O, B, I)
     spans: Floats2d  # all spans of the batch, in doc order: S × 3 (POS, NEU, NEG)
     docs: Floats2d  # B × 3
+    reasoning_loss: float = 0.0  # mean next-token CE of the chains (gradient: its weight)
 
 
 def joint_sentiment_model_v1(
@@ -45,6 +55,7 @@ def joint_sentiment_model_v1(
     image_dropout: float = 0.2,
     rationale_dropout: float = 0.3,
     rationale_encoder: Optional[str] = "all-MiniLM-L6-v2",
+    generator: Optional[ReasoningGenerator] = None,
 ) -> Model[Tuple[List[Doc], List[SpanList]], JointScores]:
     """LRSA-style dual cross-attention over text, image regions and rationale units,
     with heads for BIO aspect tags, aspect sentiment and post sentiment.
@@ -54,6 +65,8 @@ def joint_sentiment_model_v1(
     image_dropout / rationale_dropout: modality dropout rates in training.
     rationale_encoder: frozen sentence encoder for rationale units (name or path);
         null turns the rationale branch off.
+    generator: a ``mulcot.ReasoningGenerator.v1`` to write chains (trained jointly);
+        null: classification only.
     """
     if hidden_width % attention_heads:
         raise ValueError(f"hidden_width ({hidden_width}) must be divisible by attention_heads ({attention_heads})")
@@ -69,6 +82,7 @@ def joint_sentiment_model_v1(
         image_dropout=image_dropout,
         rationale_dropout=rationale_dropout,
         lazy=True,
+        generator=generator,
     )
     wrapper = PyTorchWrapper_v2(net, convert_inputs=_convert_inputs, convert_outputs=_convert_outputs)
     use_rationale = bool(use_rationale and rationale_encoder)
@@ -83,6 +97,7 @@ def joint_sentiment_model_v1(
             "rationale_encoder_name": rationale_encoder if use_rationale else None,
             "rationale_width": 0,
             "image_width": 0,
+            "has_generator": generator is not None,
         },
     )
 
@@ -113,14 +128,41 @@ def init(model: Model, X=None, Y=None) -> None:
         model.attrs["rationale_width"] = encoder.width if encoder is not None else 1
     if docs:
         sample = docs[:2]
-        model.predict((sample, [[] for _ in sample]))
+        # One chain item materialises the generator's lazy projections too.
+        chains = [(0, -1, "x")] if model.attrs.get("has_generator") else None
+        model.predict((sample, [[] for _ in sample], chains) if chains else (sample, [[] for _ in sample]))
 
 
-def forward(model: Model, inputs: Tuple[List[Doc], List[SpanList]], is_train: bool):
-    docs, spans = inputs
+def forward(model: Model, inputs, is_train: bool):
+    docs, spans, *rest = inputs
+    chains: Optional[List[ChainItem]] = rest[0] if rest else None
+    wrapper = model.layers[1]
+    ops = model.ops
+    net_inputs, lengths = _net_inputs(model, docs, spans, is_train)
+    tokvecs_backprop = net_inputs.pop()
+    reasoning = _reasoning_items(model, docs, spans, chains) if chains else None
+    outputs, backprop_net = wrapper((*net_inputs, reasoning), is_train)
+    tag_pad, span_scores, doc_scores, reasoning_loss = outputs
+    tags = [tag_pad[i, :n] for i, n in enumerate(lengths)]
+
+    def backprop(d: JointScores) -> List[Doc]:
+        d_tags = ops.alloc3f(*tag_pad.shape)
+        for i, n in enumerate(lengths):
+            d_tags[i, :n] = d.tags[i]
+        d_padded = backprop_net((d_tags, d.spans, d.docs, d.reasoning_loss))
+        tokvecs_backprop([d_padded[i, :n] for i, n in enumerate(lengths)])
+        return docs
+
+    scores = JointScores(tags=tags, spans=span_scores, docs=doc_scores, reasoning_loss=float(reasoning_loss))
+    return scores, backprop
+
+
+def _net_inputs(model: Model, docs: List[Doc], spans: List[SpanList], is_train: bool):
+    """The net's array inputs for a batch, the doc lengths, and (last in the list) the
+    embedding's backprop."""
     if len(docs) != len(spans):
         raise ValueError(f"{len(docs)} docs but {len(spans)} span lists")
-    embed, wrapper = model.layers
+    embed = model.layers[0]
     ops = model.ops
     tokvecs, bp_tokvecs = embed(docs, is_train)
     lengths = [len(d) for d in docs]
@@ -137,21 +179,71 @@ def forward(model: Model, inputs: Tuple[List[Doc], List[SpanList]], is_train: bo
     span_rows = numpy.array(
         [(i, s, e) for i, doc_spans in enumerate(spans) for s, e in doc_spans], dtype="int64"
     ).reshape(-1, 3)
-    outputs, backprop_net = wrapper(
-        (padded, token_mask, image, image_mask, rationale, rationale_mask, span_rows), is_train
+    return [padded, token_mask, image, image_mask, rationale, rationale_mask, span_rows, bp_tokvecs], lengths
+
+
+def generator_of(model: Model) -> Optional[ReasoningGenerator]:
+    """The model's reasoning generator, or None."""
+    if not model.attrs.get("has_generator"):
+        return None
+    return model.layers[1].shims[0]._model.generator
+
+
+def _reasoning_items(model: Model, docs: Sequence[Doc], spans: Sequence[SpanList], chains: Optional[Sequence[ChainItem]]) -> Dict[str, Any]:
+    """Rows into the batch's spans (-1: the post), doc indices and prompts for the
+    chain items; ``chains`` may hold None texts (generation)."""
+    generator = generator_of(model)
+    if generator is None:
+        raise ValueError("chains were given but the model has no generator (set [model.generator])")
+    offsets = numpy.cumsum([0] + [len(s) for s in spans])
+    rows, doc_ids, prompts, texts = [], [], [], []
+    for doc_i, span_j, chain in chains:
+        if span_j >= len(spans[doc_i]):
+            raise ValueError(f"chain item for span {span_j} of doc {doc_i}, which has {len(spans[doc_i])} spans")
+        doc = docs[doc_i]
+        aspect = None
+        if span_j >= 0:
+            start, end = spans[doc_i][span_j]
+            aspect = doc[start:end].text
+        rows.append(int(offsets[doc_i] + span_j) if span_j >= 0 else -1)
+        doc_ids.append(doc_i)
+        prompts.append(build_prompt(generator.tokenizer, doc.text, aspect))
+        texts.append(chain)
+    return {
+        "rows": numpy.asarray(rows, dtype="int64"),
+        "docs": numpy.asarray(doc_ids, dtype="int64"),
+        "prompts": prompts,
+        "chains": texts,
+    }
+
+
+def generate_reasoning(
+    model: Model,
+    docs: List[Doc],
+    spans: List[SpanList],
+    items: Sequence[Tuple[int, int]],
+    batch_size: int = 16,
+    dtype: Optional[str] = "bfloat16",
+    max_new_tokens: int = 320,
+    greedy: bool = True,
+    temperature: float = 1.0,
+) -> List[str]:
+    """One chain per ``(doc index, span index or -1)`` item, written by the model's
+    generator from the prompt (post text, aspect), the image prefix and the
+    classifier's vector for the item. Batched across docs, KV cache, inference mode."""
+    if not items:
+        return []
+    net_inputs, _ = _net_inputs(model, docs, spans, is_train=False)
+    net_inputs.pop()
+    reasoning = _reasoning_items(model, docs, spans, [(d, s, None) for d, s in items])
+    args, _ = _convert_inputs(model, (*net_inputs, reasoning), is_train=False)
+    tokens, token_mask, image, image_mask, rationale, rationale_mask, span_rows, r = args.args
+    net = model.layers[1].shims[0]._model
+    return net.reason(
+        tokens, token_mask, image, image_mask, rationale, rationale_mask, span_rows,
+        r["rows"], r["docs"], r["prompts"], batch_size=batch_size, dtype=dtype,
+        max_new_tokens=max_new_tokens, greedy=greedy, temperature=temperature,
     )
-    tag_pad, span_scores, doc_scores = outputs
-    tags = [tag_pad[i, :n] for i, n in enumerate(lengths)]
-
-    def backprop(d: JointScores) -> List[Doc]:
-        d_tags = ops.alloc3f(*tag_pad.shape)
-        for i, n in enumerate(lengths):
-            d_tags[i, :n] = d.tags[i]
-        d_padded = backprop_net((d_tags, d.spans, d.docs))
-        bp_tokvecs([d_padded[i, :n] for i, n in enumerate(lengths)])
-        return docs
-
-    return JointScores(tags=tags, spans=span_scores, docs=doc_scores), backprop
 
 
 def _image_batch(model: Model, docs: Sequence[Doc]) -> Tuple[numpy.ndarray, numpy.ndarray]:
@@ -200,15 +292,22 @@ def _rationale_batch(model: Model, docs: Sequence[Doc]) -> Tuple[numpy.ndarray, 
 
 
 def _convert_inputs(model: Model, inputs, is_train: bool):
-    tokens, *rest = inputs
+    tokens, *rest, reasoning = inputs
     tokens_t = xp2torch(tokens, requires_grad=is_train)
+    device = tokens_t.device
+
     # Masks, image and rationale arrays are built with numpy; follow the tokens' device.
-    others = [torch.from_numpy(numpy.ascontiguousarray(a)).to(tokens_t.device) for a in rest]
+    def to_torch(a):
+        return torch.from_numpy(numpy.ascontiguousarray(a)).to(device)
+
+    others = [to_torch(a) for a in rest]
+    if reasoning is not None:
+        reasoning = {**reasoning, "rows": to_torch(reasoning["rows"]), "docs": to_torch(reasoning["docs"])}
 
     def backprop(d_inputs: ArgsKwargs):
         return torch2xp(d_inputs.args[0])
 
-    return ArgsKwargs(args=(tokens_t, *others), kwargs={}), backprop
+    return ArgsKwargs(args=(tokens_t, *others, reasoning), kwargs={}), backprop
 
 
 def _convert_outputs(model: Model, inputs_outputs, is_train: bool):
@@ -216,7 +315,12 @@ def _convert_outputs(model: Model, inputs_outputs, is_train: bool):
     converted = tuple(torch2xp(t.detach().float()) for t in outputs)
 
     def backprop(d_outputs):
-        grads = [xp2torch(model.ops.asarray(d, dtype="float32")) for d in d_outputs]
-        return ArgsKwargs(args=(list(outputs),), kwargs={"grad_tensors": grads})
+        # The reasoning loss has no graph when the batch had no chains.
+        pairs = [
+            (t, xp2torch(model.ops.asarray(d, dtype="float32")).to(t.device).reshape(t.shape))
+            for t, d in zip(outputs, d_outputs)
+            if t.requires_grad
+        ]
+        return ArgsKwargs(args=([t for t, _ in pairs],), kwargs={"grad_tensors": [g for _, g in pairs]})
 
     return converted, backprop

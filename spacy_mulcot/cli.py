@@ -195,3 +195,31 @@ def evaluate(
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps({"model": model, "corpus": str(corpus), **result}, indent=2))
+
+
+@app.command("split")
+def split(
+    source: Path = typer.Argument(..., help=".spacy file to split (e.g. dev, which has teacher chains)"),
+    output_dir: Path = typer.Argument(..., help="Writes train.spacy and dev.spacy here"),
+    holdout: float = typer.Option(0.3, help="Fraction of SOURCE's docs held out as dev.spacy"),
+    add: List[Path] = typer.Option([], "--add", help="Other .spacy files whose docs all go to train.spacy"),
+    seed: int = typer.Option(0, help="Shuffle seed"),
+    lang: str = typer.Option("en", help="Language of the vocab"),
+):
+    """Hold out a random slice of SOURCE as dev.spacy; the rest (plus --add files)
+    becomes train.spacy. Used for the reasoning protocol: Twitter's teacher chains
+    cover dev and test only, so the generator trains on part of dev."""
+    if not 0.0 < holdout < 1.0:
+        raise typer.BadParameter(f"--holdout must be in (0, 1), got {holdout}")
+    nlp = spacy.blank(lang)
+    docs = list(read_docbin(source, nlp))
+    import random
+
+    order = list(range(len(docs)))
+    random.Random(seed).shuffle(order)
+    n_hold = max(1, round(holdout * len(docs)))
+    held = set(order[:n_hold])
+    extra = [doc for path in add for doc in read_docbin(path, nlp)]
+    n_train = _write(extra + [d for i, d in enumerate(docs) if i not in held], output_dir / "train.spacy", "train")
+    n_dev = _write([d for i, d in enumerate(docs) if i in held], output_dir / "dev.spacy", "dev")
+    typer.echo(f"{output_dir}/train.spacy: {n_train} docs ({len(extra)} from --add); {output_dir}/dev.spacy: {n_dev} held-out docs of {source}")

@@ -9,6 +9,7 @@ from spacy.util import registry
 from .architectures import joint_sentiment_model_v1
 from .encoders import efficientnet_lite0_v1, hf_vision_encoder_v1
 from .hub import transformer_model_v1
+from .reasoning import reasoning_generator_v1
 from .readers import corpus_v1, jsonl_v1, mvsa_v1, twitter_v1
 from .scorer import make_mulcot_scorer
 
@@ -17,6 +18,7 @@ ARCHITECTURES = {
     "mulcot.HFVisionEncoder.v1": hf_vision_encoder_v1,
     "mulcot.JointSentimentModel.v1": joint_sentiment_model_v1,
     "mulcot.TransformerModel.v1": transformer_model_v1,
+    "mulcot.ReasoningGenerator.v1": reasoning_generator_v1,
 }
 SCORERS = {"mulcot.scorer.v1": make_mulcot_scorer}
 READERS = {

@@ -50,16 +50,18 @@ def gold_docs(nlp, tmp_path):
     return docs
 
 
-def train(nlp, examples, steps=40, seed=0):
+def train(nlp, examples, steps=40, seed=0, on_step=None, learn_rate=5e-4):
     random.seed(seed)
     numpy.random.seed(seed)
     optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 5e-4
+    optimizer.learn_rate = learn_rate
     history = []
     for _ in range(steps):
         losses = {}
         nlp.update(examples, sgd=optimizer, losses=losses, annotates=["mulcot_image"])
         history.append(losses["mulcot"])
+        if on_step is not None:
+            on_step(losses)
     return history
 
 

