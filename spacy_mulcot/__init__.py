@@ -10,9 +10,10 @@ from .images import ImageError, ImageRef
 from .labels import NEG, NEU, POLARITIES, POS
 from .components.image import ImageFeaturizer
 from .components.mulcot import Mulcot
+from .teacher.component import MulcotTeacher
 from . import registry  # noqa: F401  (registers architectures, readers)
 
 __all__ = [
-    "__version__", "ASPECTS_KEY", "ImageError", "ImageFeaturizer", "ImageRef", "Mulcot", "NEG", "NEU", "POLARITIES", "POS",
+    "__version__", "ASPECTS_KEY", "ImageError", "ImageFeaturizer", "ImageRef", "Mulcot", "MulcotTeacher", "NEG", "NEU", "POLARITIES", "POS",
     "docs_from_records", "make_doc", "register_extensions", "set_aspects", "set_rationale",
 ]

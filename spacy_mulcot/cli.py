@@ -223,3 +223,71 @@ def split(
     n_train = _write(extra + [d for i, d in enumerate(docs) if i not in held], output_dir / "train.spacy", "train")
     n_dev = _write([d for i, d in enumerate(docs) if i in held], output_dir / "dev.spacy", "dev")
     typer.echo(f"{output_dir}/train.spacy: {n_train} docs ({len(extra)} from --add); {output_dir}/dev.spacy: {n_dev} held-out docs of {source}")
+
+
+@app.command("teach")
+def teach(
+    source: Path = typer.Argument(..., help=".spacy corpus (gold labels on the aspects for the two-stage check)"),
+    output: Path = typer.Argument(..., help="Where to write the corpus with the teacher's chains"),
+    backend: str = typer.Option("openai", help="openai (any OpenAI-compatible server) | hf (a local transformers model)"),
+    model: str = typer.Option(..., help="Model name on the server, or an HF name/path for --backend hf"),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (default: OpenAI)"),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", help="Environment variable holding the API key"),
+    concurrency: int = typer.Option(4, help="Requests in flight at once (openai backend)"),
+    timeout: float = typer.Option(120.0, help="Seconds per request"),
+    max_tokens: int = typer.Option(512, help="Reply length limit"),
+    send_images: bool = typer.Option(True, help="Send images as data URLs (off: describe them in words for text-only models)"),
+    level: str = typer.Option("aspect", help="aspect (a chain per aspect, MASC) | post (MSC)"),
+    two_stage: bool = typer.Option(True, help="Re-ask for the gold label where stage 1 disagrees"),
+    max_retries: int = typer.Option(3, help="Stage-2 attempts per item"),
+    keep_existing: bool = typer.Option(True, help="Keep chains already present (published ones)"),
+    cache: Optional[Path] = typer.Option(None, help="Reply cache (SQLite); default ~/.cache/spacy-mulcot/teacher.sqlite"),
+    report: Optional[Path] = typer.Option(None, help="JSON run report (default: OUTPUT with .report.json)"),
+    limit: int = typer.Option(0, help="Only the first N docs (0: all)"),
+    lang: str = typer.Option("en", help="Language of the vocab"),
+):
+    """Run the teacher (two-stage CoT enhancement) over a corpus; every reply is cached
+    as it arrives, so an interrupted run resumes without asking twice."""
+    import time as _time
+
+    from .teacher.component import DEFAULT_CACHE
+
+    if backend == "openai":
+        backend_cfg = {
+            "@misc": "mulcot.OpenAICompatible.v1", "model": model, "base_url": base_url, "api_key_env": api_key_env,
+            "max_concurrency": concurrency, "timeout": timeout, "max_tokens": max_tokens, "send_images": send_images,
+        }
+    elif backend == "hf":
+        backend_cfg = {"@misc": "mulcot.HFLocal.v1", "model": model, "max_new_tokens": max_tokens}
+    else:
+        raise typer.BadParameter(f"--backend must be openai or hf, got {backend!r}")
+    nlp = spacy.blank(lang)
+    try:
+        teacher = nlp.add_pipe(
+            "mulcot_teacher",
+            config={
+                "backend": backend_cfg, "level": level, "two_stage": two_stage, "max_retries": max_retries,
+                "keep_existing": keep_existing, "cache_path": str(cache or DEFAULT_CACHE),
+            },
+        )
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    teacher.progress = True
+    docs = list(read_docbin(source, nlp))
+    if limit:
+        docs = docs[:limit]
+    start = _time.perf_counter()
+    run = teacher.annotate(docs)
+    result = run.to_dict()
+    result.update({"source": str(source), "output": str(output), "backend": teacher.backend.settings(), "wall_seconds": _time.perf_counter() - start})
+    report = report or output.with_suffix(".report.json")
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(result, indent=2))
+    if run.aborted:
+        typer.echo(f"error: {run.aborted}. Nothing written to {output}; run the same command again to resume.", err=True)
+        raise typer.Exit(1)
+    _write(docs, output, "write")
+    stages = ", ".join(f"{k} {v}" for k, v in run.stages.items())
+    typer.echo(f"{output}: {len(docs)} docs; items {run.items} ({stages}); requests {run.requests}, cache hits {run.cache_hits}, "
+               f"tokens {run.prompt_tokens}+{run.completion_tokens}; report {report}")

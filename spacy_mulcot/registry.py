@@ -12,6 +12,7 @@ from .hub import transformer_model_v1
 from .reasoning import reasoning_generator_v1
 from .readers import corpus_v1, jsonl_v1, mvsa_v1, twitter_v1
 from .scorer import make_mulcot_scorer
+from .teacher.backends import hf_local_v1, openai_compatible_v1
 
 ARCHITECTURES = {
     "mulcot.EfficientNetLite0.v1": efficientnet_lite0_v1,
@@ -21,6 +22,11 @@ ARCHITECTURES = {
     "mulcot.ReasoningGenerator.v1": reasoning_generator_v1,
 }
 SCORERS = {"mulcot.scorer.v1": make_mulcot_scorer}
+#: Teacher backends (spaCy's ``misc`` registry: ``@misc = "mulcot.OpenAICompatible.v1"``).
+MISC = {
+    "mulcot.OpenAICompatible.v1": openai_compatible_v1,
+    "mulcot.HFLocal.v1": hf_local_v1,
+}
 READERS = {
     "mulcot.Corpus.v1": corpus_v1,
     "mulcot.TwitterReader.v1": twitter_v1,
@@ -32,5 +38,7 @@ for _name, _func in ARCHITECTURES.items():
     registry.architectures.register(_name, func=_func)
 for _name, _func in READERS.items():
     registry.readers.register(_name, func=_func)
+for _name, _func in MISC.items():
+    registry.misc.register(_name, func=_func)
 for _name, _func in SCORERS.items():
     registry.scorers.register(_name, func=_func)

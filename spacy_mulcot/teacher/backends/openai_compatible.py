@@ -1,0 +1,136 @@
+"""``mulcot.OpenAICompatible.v1``: any OpenAI-compatible chat endpoint (OpenAI, vLLM,
+Ollama, llama.cpp's server, LM Studio…) through the maintained ``openai`` client.
+
+Images go as base64 data URLs (``send_images``); for text-only models, set
+``send_images = false`` and the image is described in words instead. Transient
+failures (429, 5xx, timeouts, connection errors) are retried with exponential
+backoff; other errors (400, 401, 404…) fail the request at once.
+"""
+import base64
+import os
+import random
+import time
+from typing import Optional
+
+from .base import TeacherError, TeacherReply, TeacherRequest
+
+SYSTEM = "You are a careful annotator of sentiment in social-media posts."
+
+
+class OpenAICompatible:
+    """One chat completion per request; ``max_concurrency`` requests may be in flight."""
+
+    name = "openai-compatible"
+
+    def __init__(
+        self,
+        model: str,
+        base_url: Optional[str] = None,
+        api_key_env: Optional[str] = "OPENAI_API_KEY",
+        max_concurrency: int = 4,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        backoff: float = 1.0,
+        max_tokens: int = 512,
+        send_images: bool = True,
+        system: Optional[str] = SYSTEM,
+    ):
+        try:
+            import openai
+        except ImportError as e:  # pragma: no cover - a dependency
+            raise ImportError("mulcot.OpenAICompatible.v1 needs the openai package: pip install openai") from e
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        api_key = os.environ.get(api_key_env) if api_key_env else None
+        if api_key_env and not api_key and base_url is None:
+            raise ValueError(
+                f"The environment variable {api_key_env} is not set. Export your API key there, or point "
+                "base_url at a local server (which needs no key)."
+            )
+        self._openai = openai
+        # Our own retry loop (below) counts retries and backs off; the client's is off.
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "no-key", timeout=timeout, max_retries=0)
+        self.model = model
+        self.base_url = base_url or "https://api.openai.com/v1"
+        self.max_concurrency = max_concurrency
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_tokens = max_tokens
+        self.send_images = send_images
+        self.system = system
+
+    @property
+    def sees_images(self) -> bool:
+        return self.send_images
+
+    def settings(self) -> dict:
+        """What, besides the request, changes the reply (part of the cache key)."""
+        return {"backend": self.name, "base_url": self.base_url, "model": self.model, "max_tokens": self.max_tokens, "images": self.send_images, "system": self.system}
+
+    def _messages(self, request: TeacherRequest) -> list:
+        messages = [{"role": "system", "content": self.system}] if self.system else []
+        if request.image is not None and self.send_images:
+            url = f"data:{request.image_mime};base64," + base64.b64encode(request.image).decode("ascii")
+            content = [{"type": "text", "text": request.prompt}, {"type": "image_url", "image_url": {"url": url}}]
+        else:
+            content = request.prompt
+        messages.append({"role": "user", "content": content})
+        return messages
+
+    def complete(self, request: TeacherRequest) -> TeacherReply:
+        openai = self._openai
+        kwargs = {"model": self.model, "messages": self._messages(request), "max_tokens": self.max_tokens, "temperature": request.temperature}
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        retries = 0
+        while True:
+            try:
+                response = self.client.chat.completions.create(**kwargs)
+                break
+            except (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError, openai.InternalServerError) as e:
+                transient = e
+            except openai.APIStatusError as e:
+                if e.status_code >= 500:
+                    transient = e
+                else:
+                    raise TeacherError(f"{self.base_url} refused the request ({e.status_code}): {_short(e)}") from e
+            if retries >= self.max_retries:
+                raise TeacherError(
+                    f"{self.base_url} failed {retries + 1} times ({type(transient).__name__}: {_short(transient)})",
+                    transient=True,
+                ) from transient
+            # Exponential backoff with jitter.
+            time.sleep(self.backoff * (2 ** retries) * (0.5 + random.random()))
+            retries += 1
+        if not response.choices or response.choices[0].message.content is None:
+            raise TeacherError(f"{self.base_url} returned no text for the request")
+        usage = response.usage
+        return TeacherReply(
+            text=response.choices[0].message.content,
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            retries=retries,
+        )
+
+
+def _short(error: Exception, limit: int = 200) -> str:
+    text = str(error)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def openai_compatible_v1(
+    model: str,
+    base_url: Optional[str] = None,
+    api_key_env: Optional[str] = "OPENAI_API_KEY",
+    max_concurrency: int = 4,
+    timeout: float = 120.0,
+    max_retries: int = 5,
+    backoff: float = 1.0,
+    max_tokens: int = 512,
+    send_images: bool = True,
+) -> OpenAICompatible:
+    """Registered as ``mulcot.OpenAICompatible.v1``."""
+    return OpenAICompatible(
+        model, base_url=base_url, api_key_env=api_key_env, max_concurrency=max_concurrency, timeout=timeout,
+        max_retries=max_retries, backoff=backoff, max_tokens=max_tokens, send_images=send_images,
+    )

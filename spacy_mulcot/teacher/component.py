@@ -1,0 +1,197 @@
+"""The ``mulcot_teacher`` component: a (large) LLM writes a reasoning chain per
+aspect or per post, with MulCoT-RD's two-stage enhancement against the gold label.
+
+Writes ``span._.rationale`` / ``doc._.rationale`` and ``_.rationale_label`` (the
+chain's parsed prediction); what happened to each item (stage, attempts, tokens,
+errors) goes to ``doc.user_data["mulcot_teacher"]``. Unmatched and failed items get
+no rationale. Not trainable.
+"""
+import io
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.util import minibatch
+
+from ..doc_model import ASPECTS_KEY
+from ..labels import POLARITIES
+from .cache import ReplyCache
+from .enhancement import RunReport, TeacherItem, TeacherResult, TwoStageTeacher
+from .prompting import LEVELS, TeacherPrompt
+
+USER_DATA_KEY = "mulcot_teacher"
+DEFAULT_CACHE = Path.home() / ".cache" / "spacy-mulcot" / "teacher.sqlite"
+
+
+@Language.factory(
+    "mulcot_teacher",
+    assigns=["span._.rationale", "span._.rationale_label", "doc._.rationale", "doc._.rationale_label"],
+    default_config={
+        "backend": {"@misc": "mulcot.OpenAICompatible.v1", "model": "gpt-4o-mini"},
+        "level": "aspect",
+        "spans_key": ASPECTS_KEY,
+        "two_stage": True,
+        "max_retries": 3,
+        "retry_temperature": 0.7,
+        "prompt_path": None,
+        "cache_path": str(DEFAULT_CACHE),
+        "keep_existing": True,
+        "describe_images": True,
+        "batch_size": 64,
+    },
+)
+def make_teacher(
+    nlp: Language,
+    name: str,
+    backend: Any,
+    level: str,
+    spans_key: str,
+    two_stage: bool,
+    max_retries: int,
+    retry_temperature: float,
+    prompt_path: Optional[str],
+    cache_path: Optional[str],
+    keep_existing: bool,
+    describe_images: bool,
+    batch_size: int,
+) -> "MulcotTeacher":
+    """level: "aspect" (a chain per span in ``spans_key``, MASC) or "post" (MSC).
+    two_stage: re-ask for the gold label where stage 1 disagrees (needs gold labels:
+        the spans' labels, or the highest of ``doc.cats``).
+    prompt_path: a jinja template replacing the packaged one for ``level``.
+    cache_path: SQLite reply cache (null: no cache).
+    keep_existing: leave items that already have a rationale (published chains) alone.
+    describe_images: for backends that cannot see images, describe the image in words
+        from EfficientNet-Lite0's top ImageNet classes.
+    """
+    return MulcotTeacher(
+        nlp.vocab, backend, name=name, level=level, spans_key=spans_key, two_stage=two_stage,
+        max_retries=max_retries, retry_temperature=retry_temperature, prompt_path=prompt_path,
+        cache_path=cache_path, keep_existing=keep_existing, describe_images=describe_images, batch_size=batch_size,
+    )
+
+
+class MulcotTeacher:
+    def __init__(
+        self, vocab, backend, name: str = "mulcot_teacher", *, level: str = "aspect", spans_key: str = ASPECTS_KEY,
+        two_stage: bool = True, max_retries: int = 3, retry_temperature: float = 0.7, prompt_path: Optional[str] = None,
+        cache_path: Optional[str] = str(DEFAULT_CACHE), keep_existing: bool = True, describe_images: bool = True,
+        batch_size: int = 64,
+    ):
+        if level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+        self.vocab = vocab
+        self.name = name
+        self.backend = backend
+        self.level = level
+        self.spans_key = spans_key
+        self.keep_existing = keep_existing
+        self.describe_images = describe_images
+        self.batch_size = batch_size
+        self.cache = ReplyCache(cache_path) if cache_path else None
+        self.runner = TwoStageTeacher(
+            backend, TeacherPrompt(level, prompt_path), cache=self.cache, two_stage=two_stage,
+            max_retries=max_retries, retry_temperature=retry_temperature,
+        )
+        self._describer = None
+        self.progress = False
+        #: The report of the last batch (items, stages, requests, tokens, failures).
+        self.last_report: Optional[RunReport] = None
+
+    # ---- items ----------------------------------------------------------------
+
+    def _targets(self, doc: Doc) -> List[Tuple[int, Optional[str], Optional[str], bool]]:
+        """(span index or -1, aspect text, gold label, already has a chain)."""
+        if self.level == "post":
+            gold = max(doc.cats, key=doc.cats.get) if all(l in doc.cats for l in POLARITIES) else None
+            return [(-1, None, gold, bool(doc._.rationale))]
+        if self.spans_key not in doc.spans:
+            return []
+        return [
+            (j, span.text, span.label_ if span.label_ in POLARITIES else None, bool(span._.rationale))
+            for j, span in enumerate(doc.spans[self.spans_key])
+        ]
+
+    def _image(self, doc: Doc) -> Tuple[Optional[bytes], str, Optional[str]]:
+        image = doc._.image
+        if image is None:
+            return None, "image/jpeg", None
+        pil = image.load()
+        if image.path and Path(image.path).exists():
+            data = Path(image.path).read_bytes()
+            mime = "image/png" if data[:4] == b"\x89PNG" else "image/jpeg"
+        else:
+            buffer = io.BytesIO()
+            pil.convert("RGB").save(buffer, format="JPEG", quality=90)
+            data, mime = buffer.getvalue(), "image/jpeg"
+        description = None
+        if self.describe_images and not self.backend.sees_images:
+            description = self.describe(pil)
+        return data, mime, description
+
+    def describe(self, pil) -> str:
+        """The image in words: EfficientNet-Lite0's top-3 ImageNet classes."""
+        if self._describer is None:
+            from ..encoders import EfficientNetLite0Encoder
+
+            self._describer = EfficientNetLite0Encoder()
+        top = self._describer.classify([pil.convert("RGB")], top_k=3)[0]
+        return "likely shows " + ", ".join(f"{name} ({p:.0%})" for name, p in top)
+
+    # ---- running --------------------------------------------------------------
+
+    def __call__(self, doc: Doc) -> Doc:
+        return next(iter(self.pipe([doc])))
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: Optional[int] = None) -> Iterator[Doc]:
+        for docs in minibatch(stream, size=batch_size or self.batch_size):
+            self.annotate(docs)
+            yield from docs
+
+    def annotate(self, docs: List[Doc], on_item: Optional[Callable[[int, int, TeacherResult], None]] = None) -> RunReport:
+        """Run the teacher over every target of ``docs`` (concurrently) and write the
+        results; returns the run report. ``on_item(doc_index, span_index, result)``."""
+        keys, items = [], []
+        for i, doc in enumerate(docs):
+            targets = self._targets(doc)
+            if not targets:
+                continue
+            image, mime, description = self._image(doc)
+            for j, aspect, gold, existing in targets:
+                if existing and self.keep_existing:
+                    continue
+                keys.append((i, j))
+                items.append(TeacherItem(doc.text, aspect, gold, image, mime, description))
+        callback = (lambda k, r: on_item(*keys[k], r)) if on_item else None
+        results, report = self.runner.run(items, progress=self.progress, on_result=callback)
+        for (i, j), result in zip(keys, results):
+            self._write(docs[i], j, result)
+        self.last_report = report
+        return report
+
+    def _write(self, doc: Doc, j: int, result: TeacherResult) -> None:
+        kept = result.status in ("stage1", "stage2")
+        if j >= 0:
+            span = doc.spans[self.spans_key][j]
+            if kept:
+                span._.rationale, span._.rationale_label = result.chain, result.label
+        elif kept:
+            doc._.rationale, doc._.rationale_label = result.chain, result.label
+        record = {"span": j, **{k: v for k, v in result.to_dict().items() if k != "chain" or not kept}}
+        doc.user_data.setdefault(USER_DATA_KEY, [])
+        log = [r for r in doc.user_data[USER_DATA_KEY] if r.get("span") != j]
+        doc.user_data[USER_DATA_KEY] = log + [record]
+
+    # A teacher has no weights; its settings live in the pipeline config.
+    def to_disk(self, path, *, exclude=tuple()):
+        Path(path).mkdir(parents=True, exist_ok=True)
+
+    def from_disk(self, path, *, exclude=tuple()):
+        return self
+
+    def to_bytes(self, *, exclude=tuple()) -> bytes:
+        return b""
+
+    def from_bytes(self, data: bytes, *, exclude=tuple()):
+        return self

@@ -1,0 +1,1 @@
+"""Teacher prompt templates (jinja, rendered in a sandbox), shipped with the package."""
