@@ -235,6 +235,7 @@ def teach(
     api_key_env: str = typer.Option("OPENAI_API_KEY", help="Environment variable holding the API key"),
     concurrency: int = typer.Option(4, help="Requests in flight at once (openai backend)"),
     timeout: float = typer.Option(120.0, help="Seconds per request"),
+    request_retries: int = typer.Option(5, help="Retries (exponential backoff) of a request after 429/5xx/timeouts"),
     max_tokens: int = typer.Option(512, help="Reply length limit"),
     send_images: bool = typer.Option(True, help="Send images as data URLs (off: describe them in words for text-only models)"),
     level: str = typer.Option("aspect", help="aspect (a chain per aspect, MASC) | post (MSC)"),
@@ -256,6 +257,7 @@ def teach(
         backend_cfg = {
             "@misc": "mulcot.OpenAICompatible.v1", "model": model, "base_url": base_url, "api_key_env": api_key_env,
             "max_concurrency": concurrency, "timeout": timeout, "max_tokens": max_tokens, "send_images": send_images,
+            "max_retries": request_retries,
         }
     elif backend == "hf":
         backend_cfg = {"@misc": "mulcot.HFLocal.v1", "model": model, "max_new_tokens": max_tokens}
@@ -284,8 +286,10 @@ def teach(
     report = report or output.with_suffix(".report.json")
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(result, indent=2))
-    if run.aborted:
-        typer.echo(f"error: {run.aborted}. Nothing written to {output}; run the same command again to resume.", err=True)
+    if run.aborted or run.transient_failures:
+        why = run.aborted or f"{run.transient_failures} items failed because the server was unreachable or overloaded"
+        typer.echo(f"error: {why}. Finished replies are cached; nothing written to {output}; "
+                   "run the same command again to resume.", err=True)
         raise typer.Exit(1)
     _write(docs, output, "write")
     stages = ", ".join(f"{k} {v}" for k, v in run.stages.items())

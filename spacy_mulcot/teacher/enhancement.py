@@ -52,6 +52,7 @@ class TeacherResult:
     completion_tokens: int = 0
     retries: int = 0
     error: Optional[str] = None
+    transient: bool = False  # failed because the server was unreachable/overloaded
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -71,6 +72,7 @@ class RunReport:
     completion_tokens: int = 0
     retries: int = 0
     failures: List[str] = field(default_factory=list)
+    transient_failures: int = 0  # items lost to an unreachable/overloaded server (retry later)
     seconds: float = 0.0
     aborted: Optional[str] = None
 
@@ -175,9 +177,9 @@ class TwoStageTeacher:
                     return result
             result.status = "unmatched"
         except TeacherAborted as e:
-            result.status, result.error = "failed", str(e)
+            result.status, result.error, result.transient = "failed", str(e), True
         except TeacherError as e:
-            result.status, result.error = "failed", str(e)
+            result.status, result.error, result.transient = "failed", str(e), e.transient
         return result
 
     # ---- many items ---------------------------------------------------------
@@ -205,6 +207,7 @@ class TwoStageTeacher:
                 report.stages[result.status] += 1
                 if result.error:
                     report.failures.append(f"item {i}: {result.error}")
+                    report.transient_failures += int(result.transient)
                 if on_result is not None:
                     on_result(i, result)
                 bar.update(1)
