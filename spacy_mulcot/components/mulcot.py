@@ -83,6 +83,7 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
         "max_new_tokens": 320,
         "generation_batch_size": 16,
         "generation_dtype": "bfloat16",
+        "generation_temperature": 0.0,
         "guarantee_label": False,
         "scorer": {"@scorers": "mulcot.scorer.v1"},
     },
@@ -104,6 +105,7 @@ def make_mulcot(
     max_new_tokens: int,
     generation_batch_size: int,
     generation_dtype: Optional[str],
+    generation_temperature: float,
     guarantee_label: bool,
     scorer: Optional[Callable],
 ) -> "Mulcot":
@@ -146,6 +148,7 @@ def make_mulcot(
         max_new_tokens=max_new_tokens,
         generation_batch_size=generation_batch_size,
         generation_dtype=generation_dtype,
+        generation_temperature=generation_temperature,
         guarantee_label=guarantee_label,
         scorer=scorer,
     )
@@ -185,6 +188,7 @@ class Mulcot(TrainablePipe):
         max_new_tokens: int = 320,
         generation_batch_size: int = 16,
         generation_dtype: Optional[str] = "bfloat16",
+        generation_temperature: float = 0.0,
         guarantee_label: bool = False,
         scorer: Optional[Callable] = score_mulcot,
     ):
@@ -207,6 +211,7 @@ class Mulcot(TrainablePipe):
             "max_new_tokens": max_new_tokens,
             "generation_batch_size": generation_batch_size,
             "generation_dtype": generation_dtype,
+            "generation_temperature": generation_temperature,
             "guarantee_label": guarantee_label,
         }
         self._warned_no_features = False
@@ -332,6 +337,8 @@ class Mulcot(TrainablePipe):
             batch_size=self.cfg["generation_batch_size"],
             dtype=self.cfg["generation_dtype"],
             max_new_tokens=self.cfg["max_new_tokens"],
+            greedy=self.cfg.get("generation_temperature", 0.0) <= 0.0,
+            temperature=max(self.cfg.get("generation_temperature", 0.0), 1e-5),
         )
         prediction.span_chains = [[None] * len(s) for s in prediction.spans]
         prediction.doc_chains = [None] * len(docs)
