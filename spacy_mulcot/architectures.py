@@ -29,8 +29,9 @@ from .rationale import RationaleEncoder
 from .reasoning import ReasoningGenerator, build_prompt
 
 SpanList = List[Tuple[int, int]]
-#: (doc index, span index within the doc or -1 for the post, chain text)
-ChainItem = Tuple[int, int, str]
+#: (doc index, span index within the doc or -1 for the post, chain text[, soft targets])
+#: soft targets: an assistant's top-k token logits along the chain (``span._.chain_topk``)
+ChainItem = Tuple
 
 
 @dataclass
@@ -196,8 +197,9 @@ def _reasoning_items(model: Model, docs: Sequence[Doc], spans: Sequence[SpanList
     if generator is None:
         raise ValueError("chains were given but the model has no generator (set [model.generator])")
     offsets = numpy.cumsum([0] + [len(s) for s in spans])
-    rows, doc_ids, prompts, texts = [], [], [], []
-    for doc_i, span_j, chain in chains:
+    rows, doc_ids, prompts, texts, soft = [], [], [], [], []
+    for doc_i, span_j, chain, *extra in chains:
+        soft.append(extra[0] if extra else None)
         if span_j >= len(spans[doc_i]):
             raise ValueError(f"chain item for span {span_j} of doc {doc_i}, which has {len(spans[doc_i])} spans")
         doc = docs[doc_i]
@@ -214,6 +216,10 @@ def _reasoning_items(model: Model, docs: Sequence[Doc], spans: Sequence[SpanList
         "docs": numpy.asarray(doc_ids, dtype="int64"),
         "prompts": prompts,
         "chains": texts,
+        "soft": soft,
+        # Distillation of the chain tokens (set by the component from its config).
+        "distill_weight": float(model.attrs.get("distill_weight", 0.0)),
+        "temperature": float(model.attrs.get("distill_temperature", 1.0)),
     }
 
 
@@ -289,6 +295,28 @@ def _rationale_batch(model: Model, docs: Sequence[Doc]) -> Tuple[numpy.ndarray, 
         rationale[i, : len(u)] = u
         mask[i, : len(u)] = True
     return rationale, mask
+
+
+def chain_soft_targets(
+    model: Model, docs: List[Doc], spans: List[SpanList], chains: Sequence[ChainItem], k: int = 8
+) -> Tuple[numpy.ndarray, List[dict]]:
+    """What a student learns from this (assistant) model: its aspect logits (S × 3,
+    for ``spans``) and, per chain item, its top-k next-token logits along the chain
+    (teacher-forced). Computed once; stored with the training docs."""
+    net_inputs, _ = _net_inputs(model, docs, spans, is_train=False)
+    net_inputs.pop()
+    reasoning = _reasoning_items(model, docs, spans, chains) if chains else None
+    args, _ = _convert_inputs(model, (*net_inputs, reasoning), is_train=False)
+    tokens, token_mask, image, image_mask, rationale, rationale_mask, span_rows, r = args.args
+    net = model.layers[1].shims[0]._model
+    net.eval()
+    with torch.inference_mode():
+        _, span_logits, _, span_hidden, doc_hidden = net._classify(tokens, token_mask, image, image_mask, rationale, rationale_mask, span_rows)
+        topk = []
+        if r is not None:
+            prefix = net._prefix(image, image_mask, span_hidden, doc_hidden, r["rows"], r["docs"])
+            topk = net.generator.chain_topk(r["prompts"], r["chains"], prefix, k=k)
+    return span_logits.float().cpu().numpy(), topk
 
 
 def _convert_inputs(model: Model, inputs, is_train: bool):

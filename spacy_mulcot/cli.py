@@ -295,3 +295,141 @@ def teach(
     stages = ", ".join(f"{k} {v}" for k, v in run.stages.items())
     typer.echo(f"{output}: {len(docs)} docs; items {run.items} ({stages}); requests {run.requests}, cache hits {run.cache_hits}, "
                f"tokens {run.prompt_tokens}+{run.completion_tokens}; report {report}")
+
+
+@app.command("export-generator")
+def export_generator(
+    pipeline: Path = typer.Argument(..., help="A trained pipeline whose mulcot model has a generator"),
+    output_dir: Path = typer.Argument(..., help="Folder for the HF causal LM and tokenizer"),
+    component: str = typer.Option("mulcot", help="The mulcot component's name"),
+):
+    """Save the trained generator's LM as a HF model folder, so a student's
+    ``mulcot.ReasoningGenerator.v1`` can start from it (``name = OUTPUT_DIR``,
+    optionally ``n_layers`` to keep fewer layers)."""
+    from .architectures import generator_of
+
+    nlp = spacy.load(pipeline)
+    generator = generator_of(nlp.get_pipe(component).model)
+    if generator is None:
+        raise typer.BadParameter(f"{pipeline}: component {component!r} has no generator")
+    generator.lm.save_pretrained(output_dir)
+    generator.tokenizer.save_pretrained(output_dir)
+    typer.echo(f"{output_dir}: {sum(p.numel() for p in generator.lm.parameters()) / 1e6:.1f}M-parameter LM and tokenizer")
+
+
+@app.command("soft-targets")
+def soft_targets(
+    assistant: Path = typer.Argument(..., help="A trained (assistant) pipeline"),
+    source: Path = typer.Argument(..., help=".spacy training corpus (gold aspects; chains in span._.rationale)"),
+    output: Path = typer.Argument(..., help="The same docs with span._.soft_labels and span._.chain_topk"),
+    top_k: int = typer.Option(8, help="Token logits kept per chain position"),
+    batch_size: int = typer.Option(8, help="Docs per forward pass"),
+    component: str = typer.Option("mulcot", help="The mulcot component's name"),
+):
+    """Compute the assistant's soft targets once (aspect class logits and the top-k
+    token logits along each chain) and store them with the training docs, so the
+    student trains with ``spacy train`` without the assistant in memory."""
+    from .architectures import chain_soft_targets, generator_of
+    from .readers.corpus import make_example
+
+    nlp = spacy.load(assistant)
+    model = nlp.get_pipe(component).model
+    has_generator = generator_of(model) is not None
+    before = [name for name in nlp.pipe_names if name != component]
+    docs = list(read_docbin(source, nlp))
+    n_spans = n_chains = 0
+    for start in tqdm(range(0, len(docs), batch_size), desc="soft targets", unit="batch", disable=None):
+        gold = docs[start : start + batch_size]
+        inputs = [make_example(d, given_aspects=True, rationales=False).predicted for d in gold]
+        inputs = list(nlp.pipe(inputs, disable=[component])) if before else inputs
+        spans = [[(s.start, s.end) for s in d.spans.get(ASPECTS_KEY, [])] for d in inputs]
+        chains = []
+        if has_generator:
+            for i, ref in enumerate(gold):
+                for j, span in enumerate(ref.spans.get(ASPECTS_KEY, [])):
+                    if span._.rationale:
+                        chains.append((i, j, span._.rationale))
+                if ref._.rationale:
+                    chains.append((i, -1, ref._.rationale))
+        logits, topk = chain_soft_targets(model, inputs, spans, chains, k=top_k)
+        row = 0
+        for ref in gold:
+            for span in ref.spans.get(ASPECTS_KEY, []):
+                span._.soft_labels = [round(float(v), 5) for v in logits[row]]
+                row += 1
+                n_spans += 1
+        for (i, j, _), target in zip(chains, topk):
+            if j >= 0:
+                gold[i].spans[ASPECTS_KEY][j]._.chain_topk = target
+            else:
+                gold[i]._.chain_topk = target
+            n_chains += 1
+    _write(docs, output, "write")
+    typer.echo(f"{output}: {len(docs)} docs, soft labels for {n_spans} aspects, top-{top_k} token logits for {n_chains} chains")
+
+
+@app.command("augment")
+def augment(
+    assistant: Path = typer.Argument(..., help="A trained pipeline whose mulcot model has a generator"),
+    source: Path = typer.Argument(..., help=".spacy corpus with gold aspects (teacher chains kept where present)"),
+    output: Path = typer.Argument(..., help="The corpus with the assistant's matching chains added"),
+    temperature: float = typer.Option(0.7, help="Sampling temperature (0: greedy)"),
+    attempts: int = typer.Option(2, help="Chains sampled per aspect until one predicts the gold label"),
+    max_new_tokens: int = typer.Option(320, help="Chain length limit"),
+    batch_size: int = typer.Option(16, help="Docs per generation batch"),
+    limit: int = typer.Option(0, help="Augment only the first N docs (0: all); the rest are copied"),
+    report: Optional[Path] = typer.Option(None, help="JSON report (default: OUTPUT with .report.json)"),
+    component: str = typer.Option("mulcot", help="The mulcot component's name"),
+):
+    """MulCoT-RD's rationale augmentation: the assistant writes chains for aspects
+    that have none, keeps those whose Prediction matches the gold label and merges
+    them with the teacher's."""
+    import random as _random
+    import time as _time
+
+    from .chains import parse_chain
+    from .readers.corpus import make_example
+
+    nlp = spacy.load(assistant)
+    pipe = nlp.get_pipe(component)
+    if not getattr(pipe, "has_generator", False):
+        raise typer.BadParameter(f"{assistant}: component {component!r} has no generator")
+    pipe.cfg.update({"reasoning_targets": "aspects", "generation_temperature": temperature, "max_new_tokens": max_new_tokens})
+    docs = list(read_docbin(source, nlp))
+    todo = [d for d in (docs[:limit] if limit else docs) if any(not s._.rationale for s in d.spans.get(ASPECTS_KEY, []))]
+    counts = Counter()
+    start = _time.perf_counter()
+    bar = tqdm(total=len(todo), desc="augment", unit="doc", disable=None)
+    for first in range(0, len(todo), batch_size):
+        gold = todo[first : first + batch_size]
+        pending = {(i, j) for i, d in enumerate(gold) for j, s in enumerate(d.spans[ASPECTS_KEY]) if not s._.rationale}
+        counts["aspects"] += len(pending)
+        for attempt in range(attempts):
+            if not pending:
+                break
+            _random.seed(attempt)
+            import torch as _torch
+
+            _torch.manual_seed(attempt)
+            inputs = [make_example(d, given_aspects=True, rationales=False).predicted for d in gold]
+            for i, doc in enumerate(nlp.pipe(inputs, component_cfg={component: {"generate_reasoning": True}})):
+                for j, span in enumerate(doc.spans[ASPECTS_KEY]):
+                    if (i, j) not in pending:
+                        continue
+                    counts["generated"] += 1
+                    ref = gold[i].spans[ASPECTS_KEY][j]
+                    label = parse_chain(span._.reasoning or "").prediction
+                    if label == ref.label_:
+                        ref._.rationale, ref._.rationale_label = span._.reasoning, label
+                        gold[i].user_data.setdefault("mulcot_augment", []).append({"span": j, "attempt": attempt + 1})
+                        pending.discard((i, j))
+                        counts["kept"] += 1
+        counts["unmatched"] += len(pending)
+        bar.update(len(gold))
+    bar.close()
+    _write(docs, output, "write")
+    result = {**counts, "docs": len(docs), "docs_augmented": len(todo), "temperature": temperature, "attempts": attempts,
+              "seconds": _time.perf_counter() - start, "assistant": str(assistant), "source": str(source)}
+    (report or output.with_suffix(".report.json")).write_text(json.dumps(result, indent=2))
+    typer.echo(f"{output}: {counts['kept']} of {counts['aspects']} aspects got an assistant chain matching gold "
+               f"({counts['generated']} chains generated, {counts['unmatched']} left without)")

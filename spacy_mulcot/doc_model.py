@@ -10,6 +10,8 @@
 | ``span._.reasoning`` / ``doc._.reasoning`` | ``mulcot`` | the model's own chain of thought |
 | ``span._.rationale`` / ``doc._.rationale`` | readers / ``mulcot_teacher`` | a teacher's chain |
 | ``span._.rationale_label`` / ``doc._.rationale_label`` | readers / teacher | the label the teacher's chain predicts |
+| ``span._.soft_labels`` / ``doc._.soft_labels`` | ``soft-targets`` CLI | an assistant's class logits (POS, NEU, NEG), for distillation |
+| ``span._.chain_topk`` / ``doc._.chain_topk`` | ``soft-targets`` CLI | an assistant's top-k token logits along the rationale chain |
 
 Every value is msgpack-serialisable, so all of it survives
 ``DocBin(store_user_data=True)``.
@@ -44,10 +46,10 @@ def register_extensions() -> None:
     """Register the extension attributes (idempotent; runs on import)."""
     if not Doc.has_extension("image"):
         Doc.set_extension("image", getter=_get_image, setter=_set_image)
-    for name in ("image_features", "reasoning", "rationale", "rationale_label"):
+    for name in ("image_features", "reasoning", "rationale", "rationale_label", "soft_labels", "chain_topk"):
         if not Doc.has_extension(name):
             Doc.set_extension(name, default=None)
-    for name in ("sentiment_scores", "reasoning", "rationale", "rationale_label"):
+    for name in ("sentiment_scores", "reasoning", "rationale", "rationale_label", "soft_labels", "chain_topk"):
         if not Span.has_extension(name):
             Span.set_extension(name, default=None)
 

@@ -33,7 +33,7 @@ REASONING_TARGETS = ("aspects", "post", "both")
 
 #: Extension values a span keeps when ``mulcot`` relabels it (spaCy keys span
 #: extension data by offsets *and* label, so they must be copied over).
-_SPAN_EXTENSIONS = ("rationale", "rationale_label", "reasoning")
+_SPAN_EXTENSIONS = ("rationale", "rationale_label", "reasoning", "soft_labels", "chain_topk")
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -85,6 +85,8 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
         "generation_dtype": "bfloat16",
         "generation_temperature": 0.0,
         "guarantee_label": False,
+        "distill_weight": 0.0,
+        "distill_temperature": 2.0,
         "scorer": {"@scorers": "mulcot.scorer.v1"},
     },
     default_score_weights=DEFAULT_SCORE_WEIGHTS,
@@ -107,6 +109,8 @@ def make_mulcot(
     generation_dtype: Optional[str],
     generation_temperature: float,
     guarantee_label: bool,
+    distill_weight: float,
+    distill_temperature: float,
     scorer: Optional[Callable],
 ) -> "Mulcot":
     """Joint multimodal aspect extraction and sentiment (LRSA fusion, MulCoT-RD heads).
@@ -129,7 +133,15 @@ def make_mulcot(
         chains decoded together, and the LM copy's type ("bfloat16": ~2x faster on CPU).
     guarantee_label: rewrite each chain's ``Prediction`` to the classifier's label, so
         chain and classifier always agree.
+    distill_weight / distill_temperature: λ and T of MulCoT-RD's distillation loss,
+        ``(1 − λ)·CE(hard) + λ·T²·KL(assistant_T ‖ student_T)``, for aspects with stored
+        ``span._.soft_labels`` and chains with ``span._.chain_topk`` (made by
+        ``python -m spacy_mulcot soft-targets``); 0: hard labels only.
     """
+    if not 0.0 <= distill_weight <= 1.0:
+        raise ValueError(f"distill_weight must be in [0, 1], got {distill_weight}")
+    if distill_temperature <= 0:
+        raise ValueError(f"distill_temperature must be positive, got {distill_temperature}")
     if reasoning_targets not in REASONING_TARGETS:
         raise ValueError(f"reasoning_targets must be one of {REASONING_TARGETS}, got {reasoning_targets!r}")
     return Mulcot(
@@ -150,6 +162,8 @@ def make_mulcot(
         generation_dtype=generation_dtype,
         generation_temperature=generation_temperature,
         guarantee_label=guarantee_label,
+        distill_weight=distill_weight,
+        distill_temperature=distill_temperature,
         scorer=scorer,
     )
 
@@ -190,6 +204,8 @@ class Mulcot(TrainablePipe):
         generation_dtype: Optional[str] = "bfloat16",
         generation_temperature: float = 0.0,
         guarantee_label: bool = False,
+        distill_weight: float = 0.0,
+        distill_temperature: float = 2.0,
         scorer: Optional[Callable] = score_mulcot,
     ):
         self.vocab = vocab
@@ -213,6 +229,8 @@ class Mulcot(TrainablePipe):
             "generation_dtype": generation_dtype,
             "generation_temperature": generation_temperature,
             "guarantee_label": guarantee_label,
+            "distill_weight": distill_weight,
+            "distill_temperature": distill_temperature,
         }
         self._warned_no_features = False
         self._rng = random.Random(0)
@@ -426,6 +444,8 @@ class Mulcot(TrainablePipe):
         golds = [self._gold(eg) for eg in examples]
         spans = [[(s, e) for s, e, _ in (aspects or [])] for aspects, _ in golds]
         set_dropout_rate(self.model, drop)
+        self.model.attrs["distill_weight"] = float(self.cfg.get("distill_weight", 0.0))
+        self.model.attrs["distill_temperature"] = float(self.cfg.get("distill_temperature", 2.0))
         chains = self._chain_items(examples, golds) if self.has_generator and self.cfg["reasoning_weight"] else []
         scores, backprop = self.model.begin_update((docs, spans, chains) if chains else (docs, spans))
         loss, d_scores = self._loss(examples, scores, golds)
@@ -447,17 +467,17 @@ class Mulcot(TrainablePipe):
         for i, (eg, (aspects, _)) in enumerate(zip(examples, golds)):
             ref = eg.reference
             if aspects and targets in ("aspects", "both") and self.spans_key in ref.spans:
-                by_offsets = {(s.start_char, s.end_char): s._.rationale for s in ref.spans[self.spans_key]}
+                by_offsets = {(s.start_char, s.end_char): (s._.rationale, s._.chain_topk) for s in ref.spans[self.spans_key]}
                 pred = eg.predicted
                 for j, (start, end, _) in enumerate(aspects):
-                    chain = by_offsets.get((pred[start].idx, pred[end - 1].idx + len(pred[end - 1])))
+                    chain, topk = by_offsets.get((pred[start].idx, pred[end - 1].idx + len(pred[end - 1])), (None, None))
                     if chain:
-                        items.append((i, j, chain))
+                        items.append((i, j, chain, topk))
             if ref._.rationale and targets in ("post", "both"):
-                items.append((i, -1, ref._.rationale))
+                items.append((i, -1, ref._.rationale, ref._.chain_topk))
         limit = self.cfg["max_reasoning_items"]
         if limit and len(items) > limit:
-            items = sorted(self._rng.sample(items, limit))
+            items = [items[k] for k in sorted(self._rng.sample(range(len(items)), limit))]
         return items
 
     def get_loss(self, examples: Iterable[Example], scores: JointScores) -> Tuple[float, JointScores]:
@@ -494,7 +514,9 @@ class Mulcot(TrainablePipe):
             weights = numpy.asarray(self.cfg["aspect_class_weights"], dtype="float32")[span_targets]
             span_loss, d_spans = _cross_entropy(span_logits, span_targets, weights)
             span_loss /= weights.sum()
-            d_spans *= self.cfg["aspect_weight"] / weights.sum()
+            d_spans /= weights.sum()
+            span_loss, d_spans = self._distill_spans(examples, golds, span_logits, span_loss, d_spans)
+            d_spans *= self.cfg["aspect_weight"]
         # Post sentiment: soft-target cross-entropy over docs that have a target.
         doc_logits = ops.to_numpy(scores.docs)
         d_docs = numpy.zeros_like(doc_logits)
@@ -514,6 +536,33 @@ class Mulcot(TrainablePipe):
         )
         d_scores = JointScores(tags=d_tags, spans=ops.asarray2f(d_spans), docs=ops.asarray2f(d_docs), reasoning_loss=w)
         return float(total), d_scores
+
+    def _distill_spans(self, examples, golds, span_logits, hard_loss, d_hard):
+        """Mix in KL to the assistant's stored aspect logits (``span._.soft_labels``):
+        ``(1 − λ)·CE + λ·T²·KL``; spans without soft labels keep the hard loss only."""
+        lam = float(self.cfg.get("distill_weight", 0.0))
+        if lam <= 0.0:
+            return hard_loss, d_hard
+        soft = []
+        for eg, (aspects, _) in zip(examples, golds):
+            if not aspects:
+                continue
+            ref = eg.reference
+            by_offsets = {(s.start_char, s.end_char): s._.soft_labels for s in ref.spans[self.spans_key]}
+            pred = eg.predicted
+            for start, end, _ in aspects:
+                soft.append(by_offsets.get((pred[start].idx, pred[end - 1].idx + len(pred[end - 1]))))
+        rows = [k for k, v in enumerate(soft) if v is not None]
+        if not rows:
+            return hard_loss, d_hard
+        T = float(self.cfg.get("distill_temperature", 2.0))
+        teacher = numpy.exp(_log_softmax(numpy.asarray([soft[k] for k in rows], dtype="float32") / T))
+        log_q = _log_softmax(span_logits[rows] / T)
+        kl = float((teacher * (numpy.log(numpy.clip(teacher, 1e-12, None)) - log_q)).sum() / len(rows))
+        d_soft = numpy.zeros_like(d_hard)
+        # d(T²·KL)/d logits = T·(q − p), averaged over the distilled spans.
+        d_soft[rows] = T * (numpy.exp(log_q) - teacher) / len(rows)
+        return (1.0 - lam) * hard_loss + lam * T * T * kl, (1.0 - lam) * d_hard + lam * d_soft
 
     def initialize(
         self,

