@@ -42,7 +42,8 @@ def main(
     max_new_tokens: int = typer.Option(320, help="Chain length limit for the quality run"),
     speed_docs: int = typer.Option(8, help="Posts for the speed comparison"),
     speed_tokens: int = typer.Option(64, help="Tokens per chain in the speed comparison"),
-    runs: int = typer.Option(3, help="Runs per speed setting (median)"),
+    runs: int = typer.Option(3, help="Runs per speed setting (median); 0 skips the speed part"),
+    quality: bool = typer.Option(True, help="Run the quality part (off: speed only)"),
     output: Optional[Path] = typer.Option(None, help="JSON file for the figures"),
 ):
     nlp = spacy.load(model)
@@ -57,6 +58,15 @@ def main(
         gold = random.Random(seed).sample(gold, sample)
     inputs = [make_example(d, given_aspects=True, rationales=False).predicted for d in gold]
 
+    report = {"model": str(model), "corpus": str(corpus), "machine": machine(), "sample_seed": seed}
+    if quality:
+        report["quality"] = _quality(nlp, pipe, gold, inputs)
+    if runs:
+        report["speed"] = _speed(nlp, pipe, generator, inputs[:speed_docs], speed_tokens, runs)
+    write_report(report, output)
+
+
+def _quality(nlp, pipe, gold, inputs):
     start = time.perf_counter()
     docs = list(tqdm(nlp.pipe(inputs, batch_size=32, component_cfg={"mulcot": {"generate_reasoning": True}}), total=len(inputs), desc="chains", unit="post"))
     seconds = time.perf_counter() - start
@@ -84,9 +94,12 @@ def main(
         "aspects_per_second": len(generated) / seconds, "metrics": metrics, "examples": examples,
     }
     typer.echo({k: (round(v, 2) if isinstance(v, float) else v) for k, v in metrics.items()}, err=True)
+    return quality
 
-    # ---- speed: the mulcot component alone, fixed-length chains ----------------
-    pre = list(nlp.pipe(inputs[:speed_docs], disable=["mulcot"]))
+
+def _speed(nlp, pipe, generator, inputs, speed_tokens, runs):
+    """The mulcot component alone, fixed-length chains, one-by-one vs batched, fp32 vs bf16."""
+    pre = list(nlp.pipe(inputs, disable=["mulcot"]))
     n_items = sum(len(d.spans["aspects"]) for d in pre)
     eos = generator.lm.generation_config.eos_token_id
     generator.lm.generation_config.eos_token_id = None
@@ -113,14 +126,9 @@ def main(
     base = next(s for s in speed if s["dtype"] == "float32" and s["batch"] == 1)["median_seconds"]
     for s in speed:
         s["speedup_vs_fp32_one_by_one"] = base / s["median_seconds"]
-    report = {
-        "model": str(model), "corpus": str(corpus), "machine": machine(), "sample_seed": seed,
-        "quality": quality,
-        "speed": {"posts": len(pre), "chains": n_items, "tokens_per_chain": speed_tokens, "runs": runs, "settings": speed, "raw": rows},
-    }
-    write_report(report, output)
     for s in speed:
         typer.echo(f"{s['dtype']:>8} batch {s['batch']:>2}: {s['tokens_per_s']:.1f} tok/s, {s['docs_per_s']:.2f} docs/s, x{s['speedup_vs_fp32_one_by_one']:.1f}")
+    return {"posts": len(pre), "chains": n_items, "tokens_per_chain": speed_tokens, "runs": runs, "settings": speed, "raw": rows}
 
 
 if __name__ == "__main__":
