@@ -92,6 +92,7 @@ def _quality(nlp, pipe, gold, inputs):
     quality = {
         "posts": len(gold), "aspects": len(generated), "seconds": seconds,
         "aspects_per_second": len(generated) / seconds, "metrics": metrics, "examples": examples,
+        "chains": [{"chain": c, "classifier": k, "gold": g} for c, k, g in zip(generated, classifier, labels)],
     }
     typer.echo({k: (round(v, 2) if isinstance(v, float) else v) for k, v in metrics.items()}, err=True)
     return quality

@@ -89,3 +89,35 @@ def test_reasoning_metrics_reward_the_right_chain():
     assert label_consistency(["no prediction here"], ["POS"])["chain_unparsed"] == 100.0
     with pytest.raises(ValueError):
         reasoning_metrics(refs, refs[:1])
+
+
+def test_force_prediction_agrees_with_the_parser_on_every_shape():
+    from spacy_mulcot.chains import parse_chain
+
+    shapes = [
+        CHAINS[0],
+        '"Final_conclusion": "my prediction: neutral, clearly"\n\n"Prediction": negative',
+        '"Final_conclusion": "the prediction is neutral but the chain was cut',  # no Prediction section
+        "### Final_conclusion\nmostly negative\n### Prediction\n**Positive**",
+        '"Prediction":',  # empty section
+    ]
+    for chain in shapes:
+        for label in ("POS", "NEU", "NEG"):
+            assert parse_chain(force_prediction(chain, label)).prediction == label, (chain, label)
+    # text outside the Prediction section is left alone
+    forced = force_prediction(shapes[1], "POS")
+    assert "my prediction: neutral, clearly" in forced
+
+
+def test_force_prediction_on_the_shared_chains():
+    from pathlib import Path
+    import json
+
+    from spacy_mulcot.chains import parse_chain
+
+    path = Path(__file__).parents[2] / "shared" / "data" / "twitter2015" / "reasoning" / "dev.json"
+    if not path.exists():
+        pytest.skip("shared data absent")
+    for record in json.loads(path.read_text())[:300]:
+        for label in ("POS", "NEU", "NEG"):
+            assert parse_chain(force_prediction(record["cot"], label)).prediction == label

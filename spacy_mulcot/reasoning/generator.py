@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence
 import torch
 from torch import nn
 
-from ..chains import SECTIONS
+from ..chains import _HEADER, SECTIONS
 from ..labels import POLARITIES
 
 SYSTEM = (
@@ -23,6 +23,7 @@ SYSTEM = (
     "and the image. Answer with the sections " + ", ".join(SECTIONS) + "."
 )
 _WORDS = {"POS": "positive", "NEU": "neutral", "NEG": "negative"}
+_POLARITY = re.compile(r"(?i)\b(positive|neutral|negative)\b")
 
 
 def build_prompt(tokenizer, text: str, aspect: Optional[str] = None) -> str:
@@ -35,13 +36,24 @@ def build_prompt(tokenizer, text: str, aspect: Optional[str] = None) -> str:
 
 def force_prediction(chain: str, label: str) -> str:
     """Make the chain's ``Prediction`` section say ``label`` (POS/NEU/NEG): the
-    guarantee that the written chain and the classifier agree."""
+    guarantee that the written chain and the classifier agree.
+
+    The section is found with the chain parser's own header rule (so a word
+    "prediction" inside another section is never touched); a chain without one (cut
+    by ``max_new_tokens``) gets the section appended."""
     if label not in POLARITIES:
         raise ValueError(f"label must be one of {POLARITIES}, got {label!r}")
     word = _WORDS[label]
-    pattern = re.compile(r'("?Prediction"?\s*[:：]?\s*)("?)(positive|neutral|negative)("?)', re.IGNORECASE)
-    if pattern.search(chain):
-        return pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{word}{m.group(4)}", chain)
+    headers = [m for m in _HEADER.finditer(chain) if m.group(1).lower().replace(" ", "_") == "prediction"]
+    if headers:
+        start = headers[0].end()
+        following = [m.start() for m in _HEADER.finditer(chain) if m.start() > start]
+        end = following[0] if following else len(chain)
+        body = chain[start:end]
+        replaced, n = _POLARITY.subn(word, body, count=1)
+        if n:
+            return chain[:start] + replaced + chain[end:]
+        return chain[:start] + f' "{word}"' + chain[end:]
     return chain.rstrip() + f'\n\n"Prediction": "{word}"'
 
 
