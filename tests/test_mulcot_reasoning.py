@@ -150,6 +150,10 @@ def test_save_load_reproduces_chains(trained, tmp_path):
     loaded = spacy.load(tmp_path / "model")
     after = [(s._.reasoning, d._.reasoning) for d in loaded.pipe(fresh(loaded, gold)) for s in d.spans["aspects"]]
     assert after == before
+    # inference settings come from the config, so a load-time override wins over the saved cfg
+    quiet = spacy.load(tmp_path / "model", config={"components": {"mulcot": {"generate_reasoning": False}}})
+    assert quiet.get_pipe("mulcot").cfg["generate_reasoning"] is False
+    assert all(s._.reasoning is None for d in quiet.pipe(fresh(quiet, gold)) for s in d.spans["aspects"])
 
 
 def test_bad_settings_are_refused(tiny_lm_path):

@@ -30,6 +30,12 @@ from ..reasoning import force_prediction
 from ..scorer import DEFAULT_SCORE_WEIGHTS, score_mulcot
 
 REASONING_TARGETS = ("aspects", "post", "both")
+#: Settings that come from the pipeline config, not from the trained state: a
+#: ``spacy.load(path, config={...})`` override must win over the saved ``cfg`` file.
+_CONFIG_SETTINGS = (
+    "generate_reasoning", "reasoning_targets", "max_new_tokens", "generation_batch_size",
+    "generation_dtype", "generation_temperature", "guarantee_label",
+)
 
 #: Extension values a span keeps when ``mulcot`` relabels it (spaCy keys span
 #: extension data by offsets *and* label, so they must be copied over).
@@ -234,6 +240,17 @@ class Mulcot(TrainablePipe):
         }
         self._warned_no_features = False
         self._rng = random.Random(0)
+        self._settings = {key: self.cfg[key] for key in _CONFIG_SETTINGS}
+
+    def from_disk(self, path, *, exclude=tuple()):
+        super().from_disk(path, exclude=exclude)
+        self.cfg.update(self._settings)
+        return self
+
+    def from_bytes(self, bytes_data, *, exclude=tuple()):
+        super().from_bytes(bytes_data, exclude=exclude)
+        self.cfg.update(self._settings)
+        return self
 
     @property
     def has_generator(self) -> bool:
