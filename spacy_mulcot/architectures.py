@@ -239,17 +239,22 @@ def generate_reasoning(
     classifier's vector for the item. Batched across docs, KV cache, inference mode."""
     if not items:
         return []
-    net_inputs, _ = _net_inputs(model, docs, spans, is_train=False)
-    net_inputs.pop()
-    reasoning = _reasoning_items(model, docs, spans, [(d, s, None) for d, s in items])
-    args, _ = _convert_inputs(model, (*net_inputs, reasoning), is_train=False)
-    tokens, token_mask, image, image_mask, rationale, rationale_mask, span_rows, r = args.args
-    net = model.layers[1].shims[0]._model
+    net, inputs, r = _inference_batch(model, docs, spans, [(d, s, None) for d, s in items])
     return net.reason(
-        tokens, token_mask, image, image_mask, rationale, rationale_mask, span_rows,
-        r["rows"], r["docs"], r["prompts"], batch_size=batch_size, dtype=dtype,
+        *inputs, r["rows"], r["docs"], r["prompts"], batch_size=batch_size, dtype=dtype,
         max_new_tokens=max_new_tokens, greedy=greedy, temperature=temperature,
     )
+
+
+def _inference_batch(model: Model, docs: List[Doc], spans: List[SpanList], chains: Optional[Sequence[ChainItem]]):
+    """The PyTorch net, its seven classification inputs as tensors, and the chain
+    items as tensors (None without chains), for calling the net outside thinc."""
+    net_inputs, _ = _net_inputs(model, docs, spans, is_train=False)
+    net_inputs.pop()  # the embedding's backprop: not needed at inference
+    reasoning = _reasoning_items(model, docs, spans, chains) if chains else None
+    args, _ = _convert_inputs(model, (*net_inputs, reasoning), is_train=False)
+    *inputs, r = args.args
+    return model.layers[1].shims[0]._model, inputs, r
 
 
 def _image_batch(model: Model, docs: Sequence[Doc]) -> Tuple[numpy.ndarray, numpy.ndarray]:
@@ -303,15 +308,11 @@ def chain_soft_targets(
     """What a student learns from this (assistant) model: its aspect logits (S × 3,
     for ``spans``) and, per chain item, its top-k next-token logits along the chain
     (teacher-forced). Computed once; stored with the training docs."""
-    net_inputs, _ = _net_inputs(model, docs, spans, is_train=False)
-    net_inputs.pop()
-    reasoning = _reasoning_items(model, docs, spans, chains) if chains else None
-    args, _ = _convert_inputs(model, (*net_inputs, reasoning), is_train=False)
-    tokens, token_mask, image, image_mask, rationale, rationale_mask, span_rows, r = args.args
-    net = model.layers[1].shims[0]._model
+    net, inputs, r = _inference_batch(model, docs, spans, chains)
+    image, image_mask = inputs[2], inputs[3]
     net.eval()
     with torch.inference_mode():
-        _, span_logits, _, span_hidden, doc_hidden = net._classify(tokens, token_mask, image, image_mask, rationale, rationale_mask, span_rows)
+        _, span_logits, _, span_hidden, doc_hidden = net._classify(*inputs)
         topk = []
         if r is not None:
             prefix = net._prefix(image, image_mask, span_hidden, doc_hidden, r["rows"], r["docs"])

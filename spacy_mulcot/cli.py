@@ -1,10 +1,13 @@
 """Command line: ``python -m spacy_mulcot convert ...`` and friends (typer)."""
 import json
+import random
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, List, Optional
 
 import spacy
+import torch
 import typer
 from spacy.tokens import Doc, DocBin
 from tqdm import tqdm
@@ -213,8 +216,6 @@ def split(
         raise typer.BadParameter(f"--holdout must be in (0, 1), got {holdout}")
     nlp = spacy.blank(lang)
     docs = list(read_docbin(source, nlp))
-    import random
-
     order = list(range(len(docs)))
     random.Random(seed).shuffle(order)
     n_hold = max(1, round(holdout * len(docs)))
@@ -249,8 +250,6 @@ def teach(
 ):
     """Run the teacher (two-stage CoT enhancement) over a corpus; every reply is cached
     as it arrives, so an interrupted run resumes without asking twice."""
-    import time as _time
-
     from .teacher.component import DEFAULT_CACHE
 
     if backend == "openai":
@@ -279,10 +278,10 @@ def teach(
     docs = list(read_docbin(source, nlp))
     if limit:
         docs = docs[:limit]
-    start = _time.perf_counter()
+    start = time.perf_counter()
     run = teacher.annotate(docs)
     result = run.to_dict()
-    result.update({"source": str(source), "output": str(output), "backend": teacher.backend.settings(), "wall_seconds": _time.perf_counter() - start})
+    result.update({"source": str(source), "output": str(output), "backend": teacher.backend.settings(), "wall_seconds": time.perf_counter() - start})
     report = report or output.with_suffix(".report.json")
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(result, indent=2))
@@ -384,9 +383,6 @@ def augment(
     """MulCoT-RD's rationale augmentation: the assistant writes chains for aspects
     that have none, keeps those whose Prediction matches the gold label and merges
     them with the teacher's."""
-    import random as _random
-    import time as _time
-
     from .chains import parse_chain
     from .readers.corpus import make_example
 
@@ -398,7 +394,7 @@ def augment(
     docs = list(read_docbin(source, nlp))
     todo = [d for d in (docs[:limit] if limit else docs) if any(not s._.rationale for s in d.spans.get(ASPECTS_KEY, []))]
     counts = Counter()
-    start = _time.perf_counter()
+    start = time.perf_counter()
     bar = tqdm(total=len(todo), desc="augment", unit="doc", disable=None)
     for first in range(0, len(todo), batch_size):
         gold = todo[first : first + batch_size]
@@ -407,10 +403,8 @@ def augment(
         for attempt in range(attempts):
             if not pending:
                 break
-            _random.seed(attempt)
-            import torch as _torch
-
-            _torch.manual_seed(attempt)
+            random.seed(attempt)
+            torch.manual_seed(attempt)
             inputs = [make_example(d, given_aspects=True, rationales=False).predicted for d in gold]
             for i, doc in enumerate(nlp.pipe(inputs, component_cfg={component: {"generate_reasoning": True}})):
                 for j, span in enumerate(doc.spans[ASPECTS_KEY]):
@@ -429,7 +423,7 @@ def augment(
     bar.close()
     _write(docs, output, "write")
     result = {**counts, "docs": len(docs), "docs_augmented": len(todo), "temperature": temperature, "attempts": attempts,
-              "seconds": _time.perf_counter() - start, "assistant": str(assistant), "source": str(source)}
+              "seconds": time.perf_counter() - start, "assistant": str(assistant), "source": str(source)}
     (report or output.with_suffix(".report.json")).write_text(json.dumps(result, indent=2))
     typer.echo(f"{output}: {counts['kept']} of {counts['aspects']} aspects got an assistant chain matching gold "
                f"({counts['generated']} chains generated, {counts['unmatched']} left without)")

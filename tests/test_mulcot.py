@@ -39,9 +39,9 @@ def build_nlp(**mulcot_config):
     return nlp
 
 
-def gold_docs(nlp, tmp_path):
+def gold_docs(nlp, tmp_path, posts=POSTS):
     docs = []
-    for i, (text, aspects, color) in enumerate(POSTS):
+    for i, (text, aspects, color) in enumerate(posts):
         path = tmp_path / f"post{i}.jpg"
         path.write_bytes(make_image(color))
         doc = make_doc(nlp, text, image=str(path))

@@ -7,11 +7,10 @@ import pytest
 import spacy
 
 from spacy_mulcot.chains import parse_chain
-from spacy_mulcot.doc_model import make_doc, set_aspects
 from spacy_mulcot.readers.corpus import make_example
 
-from .conftest import make_image
 from .test_mulcot import TRANSFORMER, fresh, train
+from .test_mulcot import gold_docs as mulcot_gold_docs
 
 POSTS = [
     ("Loving the new Tesla , what a car !", [("Tesla", "POS")], (30, 200, 30)),
@@ -59,15 +58,10 @@ def build_nlp(lm_path, **component):
 
 
 def gold_docs(nlp, tmp_path):
-    docs = []
-    for i, (text, aspects, color) in enumerate(POSTS):
-        path = tmp_path / f"post{i}.jpg"
-        path.write_bytes(make_image(color))
-        doc = make_doc(nlp, text, image=str(path))
-        set_aspects(doc, [{"text": a, "label": label} for a, label in aspects])
+    docs = mulcot_gold_docs(nlp, tmp_path, POSTS)
+    for doc in docs:
         for span in doc.spans["aspects"]:
             span._.rationale = CHAINS[span.text]
-        docs.append(doc)
     docs[0]._.rationale = POST_CHAIN
     return docs
 

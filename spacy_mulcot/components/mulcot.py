@@ -475,6 +475,16 @@ class Mulcot(TrainablePipe):
             losses[key] = losses.get(key, 0.0) + scores.reasoning_loss
         return losses
 
+    def _reference_spans(self, example: Example, aspects) -> List[Optional[Span]]:
+        """The reference span behind each gold aspect (matched by character offsets;
+        None where there is none): where its chain and soft targets live, since spaCy
+        keys span extension data on the reference doc."""
+        ref, pred = example.reference, example.predicted
+        if self.spans_key not in ref.spans:
+            return [None] * len(aspects)
+        by_offsets = {(s.start_char, s.end_char): s for s in ref.spans[self.spans_key]}
+        return [by_offsets.get((pred[start:end].start_char, pred[start:end].end_char)) for start, end, _ in aspects]
+
     def _chain_items(self, examples: List[Example], golds) -> List[Tuple[int, int, str]]:
         """The reference chains to learn in this batch: each gold aspect's
         ``span._.rationale`` and the post's ``doc._.rationale`` (a random subset of at
@@ -483,13 +493,10 @@ class Mulcot(TrainablePipe):
         items = []
         for i, (eg, (aspects, _)) in enumerate(zip(examples, golds)):
             ref = eg.reference
-            if aspects and targets in ("aspects", "both") and self.spans_key in ref.spans:
-                by_offsets = {(s.start_char, s.end_char): (s._.rationale, s._.chain_topk) for s in ref.spans[self.spans_key]}
-                pred = eg.predicted
-                for j, (start, end, _) in enumerate(aspects):
-                    chain, topk = by_offsets.get((pred[start].idx, pred[end - 1].idx + len(pred[end - 1])), (None, None))
-                    if chain:
-                        items.append((i, j, chain, topk))
+            if aspects and targets in ("aspects", "both"):
+                for j, span in enumerate(self._reference_spans(eg, aspects)):
+                    if span is not None and span._.rationale:
+                        items.append((i, j, span._.rationale, span._.chain_topk))
             if ref._.rationale and targets in ("post", "both"):
                 items.append((i, -1, ref._.rationale, ref._.chain_topk))
         limit = self.cfg["max_reasoning_items"]
@@ -560,15 +567,12 @@ class Mulcot(TrainablePipe):
         lam = float(self.cfg.get("distill_weight", 0.0))
         if lam <= 0.0:
             return hard_loss, d_hard
-        soft = []
-        for eg, (aspects, _) in zip(examples, golds):
-            if not aspects:
-                continue
-            ref = eg.reference
-            by_offsets = {(s.start_char, s.end_char): s._.soft_labels for s in ref.spans[self.spans_key]}
-            pred = eg.predicted
-            for start, end, _ in aspects:
-                soft.append(by_offsets.get((pred[start].idx, pred[end - 1].idx + len(pred[end - 1]))))
+        soft = [
+            span._.soft_labels if span is not None else None
+            for eg, (aspects, _) in zip(examples, golds)
+            if aspects
+            for span in self._reference_spans(eg, aspects)
+        ]
         rows = [k for k, v in enumerate(soft) if v is not None]
         if not rows:
             return hard_loss, d_hard

@@ -103,6 +103,5 @@ def _dtype(name: str):
     return getattr(torch, name)
 
 
-def hf_local_v1(model: str, max_new_tokens: int = 512, dtype: str = "auto", device: str = "cpu") -> HFLocal:
-    """Registered as ``mulcot.HFLocal.v1``."""
-    return HFLocal(model, max_new_tokens=max_new_tokens, dtype=dtype, device=device)
+#: Registered as ``mulcot.HFLocal.v1``: the class itself, so its arguments are the config's.
+hf_local_v1 = HFLocal

@@ -118,19 +118,5 @@ def _short(error: Exception, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def openai_compatible_v1(
-    model: str,
-    base_url: Optional[str] = None,
-    api_key_env: Optional[str] = "OPENAI_API_KEY",
-    max_concurrency: int = 4,
-    timeout: float = 120.0,
-    max_retries: int = 5,
-    backoff: float = 1.0,
-    max_tokens: int = 512,
-    send_images: bool = True,
-) -> OpenAICompatible:
-    """Registered as ``mulcot.OpenAICompatible.v1``."""
-    return OpenAICompatible(
-        model, base_url=base_url, api_key_env=api_key_env, max_concurrency=max_concurrency, timeout=timeout,
-        max_retries=max_retries, backoff=backoff, max_tokens=max_tokens, send_images=send_images,
-    )
+#: Registered as ``mulcot.OpenAICompatible.v1``: the class itself, so its arguments are the config's.
+openai_compatible_v1 = OpenAICompatible
