@@ -23,14 +23,16 @@ from spacy.tokens import Doc
 from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, concatenate, torch2xp, xp2torch
 from thinc.types import Floats2d
 
+from .chains import parse_chain
 from .doc_model import ASPECTS_KEY
 from .layers import JointSentimentNet
 from .rationale import RationaleEncoder
 from .reasoning import ReasoningGenerator, build_prompt
 
 SpanList = List[Tuple[int, int]]
-#: (doc index, span index within the doc or -1 for the post, chain text[, soft targets])
-#: soft targets: an assistant's top-k token logits along the chain (``span._.chain_topk``)
+#: (doc index, span index within the doc or -1 for the post, chain text[, soft targets[, label]])
+#: soft targets: an assistant's top-k token logits along the chain (``span._.chain_topk``);
+#: label: the decision a ``label_in_prompt`` generator explains (default: the chain's own)
 ChainItem = Tuple
 
 
@@ -200,6 +202,11 @@ def _reasoning_items(model: Model, docs: Sequence[Doc], spans: Sequence[SpanList
     rows, doc_ids, prompts, texts, soft = [], [], [], [], []
     for doc_i, span_j, chain, *extra in chains:
         soft.append(extra[0] if extra else None)
+        label = extra[1] if len(extra) > 1 else None
+        if not generator.label_in_prompt:
+            label = None
+        elif label is None and chain:
+            label = parse_chain(chain).prediction
         if span_j >= len(spans[doc_i]):
             raise ValueError(f"chain item for span {span_j} of doc {doc_i}, which has {len(spans[doc_i])} spans")
         doc = docs[doc_i]
@@ -209,7 +216,7 @@ def _reasoning_items(model: Model, docs: Sequence[Doc], spans: Sequence[SpanList
             aspect = doc[start:end].text
         rows.append(int(offsets[doc_i] + span_j) if span_j >= 0 else -1)
         doc_ids.append(doc_i)
-        prompts.append(build_prompt(generator.tokenizer, doc.text, aspect))
+        prompts.append(build_prompt(generator.tokenizer, doc.text, aspect, label))
         texts.append(chain)
     return {
         "rows": numpy.asarray(rows, dtype="int64"),
@@ -233,13 +240,19 @@ def generate_reasoning(
     max_new_tokens: int = 320,
     greedy: bool = True,
     temperature: float = 1.0,
+    labels: Optional[Sequence[str]] = None,
 ) -> List[str]:
     """One chain per ``(doc index, span index or -1)`` item, written by the model's
     generator from the prompt (post text, aspect), the image prefix and the
-    classifier's vector for the item. Batched across docs, KV cache, inference mode."""
+    classifier's vector for the item. Batched across docs, KV cache, inference mode.
+    ``labels`` (per item): the classifier's decisions, named in the prompt when the
+    generator was built with ``label_in_prompt``."""
     if not items:
         return []
-    net, inputs, r = _inference_batch(model, docs, spans, [(d, s, None) for d, s in items])
+    if labels is not None and len(labels) != len(items):
+        raise ValueError(f"{len(labels)} labels for {len(items)} items")
+    labels = list(labels) if labels is not None else [None] * len(items)
+    net, inputs, r = _inference_batch(model, docs, spans, [(d, s, None, None, y) for (d, s), y in zip(items, labels)])
     return net.reason(
         *inputs, r["rows"], r["docs"], r["prompts"], batch_size=batch_size, dtype=dtype,
         max_new_tokens=max_new_tokens, greedy=greedy, temperature=temperature,

@@ -45,13 +45,13 @@ def tiny_lm_path(tmp_path_factory):
     return path
 
 
-def build_nlp(lm_path, **component):
+def build_nlp(lm_path, generator=None, **component):
     nlp = spacy.blank("en")
     nlp.add_pipe("transformer", config=TRANSFORMER)
     nlp.add_pipe("mulcot_image")
     model = {
         "hidden_width": 64, "attention_heads": 2, "image_dropout": 0.0, "rationale_dropout": 0.0,
-        "generator": {"@architectures": "mulcot.ReasoningGenerator.v1", "name": str(lm_path), "train_dtype": None},
+        "generator": {"@architectures": "mulcot.ReasoningGenerator.v1", "name": str(lm_path), "train_dtype": None, **(generator or {})},
     }
     nlp.add_pipe("mulcot", config={"model": model, "max_new_tokens": 40, "max_reasoning_items": 0, **component})
     return nlp
@@ -148,6 +148,44 @@ def test_save_load_reproduces_chains(trained, tmp_path):
     quiet = spacy.load(tmp_path / "model", config={"components": {"mulcot": {"generate_reasoning": False}}})
     assert quiet.get_pipe("mulcot").cfg["generate_reasoning"] is False
     assert all(s._.reasoning is None for d in quiet.pipe(fresh(quiet, gold)) for s in d.spans["aspects"])
+
+
+def test_label_in_prompt_names_the_decision_to_explain(trained, monkeypatch):
+    """With ``label_in_prompt`` the generator is asked to explain a label: in training
+    the chain's own Prediction, at inference the classifier's decision (how the CPU
+    reasoning config keeps chain and classifier in agreement without rewriting)."""
+    from spacy_mulcot.architectures import generate_reasoning, generator_of
+
+    nlp, gold, _, _ = trained
+    pipe = nlp.get_pipe("mulcot")
+    generator = generator_of(pipe.model)
+    monkeypatch.setattr(generator, "label_in_prompt", True)
+    seen = []
+    real_loss = generator.loss
+
+    def loss(prompts, chains, *args, **kwargs):
+        seen.extend(zip(prompts, chains))
+        return real_loss(prompts, chains, *args, **kwargs)
+
+    monkeypatch.setattr(generator, "loss", loss)
+    nlp.update([make_example(d, rationales=False) for d in gold], sgd=None, annotates=["mulcot_image"])
+    for prompt, chain in seen:
+        word = {"POS": "positive", "NEG": "negative"}[parse_chain(chain).prediction]
+        assert prompt.count("The sentiment is ") == 1 and f"The sentiment is {word}: explain why." in prompt
+    assert len(seen) == 3  # two aspects and the post
+
+    asked = []
+    monkeypatch.setattr(generator, "generate", lambda prompts, *a, **k: asked.extend(prompts) or ["x"] * len(prompts))
+    docs = list(nlp.pipe(fresh(nlp, gold)))
+    decisions = [s.label_ for d in docs for s in d.spans["aspects"]] + [max(d.cats, key=d.cats.get) for d in docs]
+    words = {"POS": "positive", "NEU": "neutral", "NEG": "negative"}
+    assert sorted(f"The sentiment is {words[y]}" for y in decisions) == sorted(
+        p[p.index("The sentiment is ") :].split(":")[0] for p in asked
+    )
+    with pytest.raises(ValueError, match="labels for"):
+        generate_reasoning(pipe.model, docs, [[(s.start, s.end) for s in d.spans["aspects"]] for d in docs], [(0, 0)], labels=["POS", "NEG"])
+    with pytest.raises(ValueError, match="label must be one of"):
+        generate_reasoning(pipe.model, docs[:1], [[(s.start, s.end) for s in docs[0].spans["aspects"]]], [(0, 0)], labels=["GOOD"])
 
 
 def test_bad_settings_are_refused(tiny_lm_path):

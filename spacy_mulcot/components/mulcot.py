@@ -24,6 +24,7 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from .. import bio
 from ..architectures import JointScores, generate_reasoning, generator_of
+from ..chains import parse_chain
 from ..doc_model import ASPECTS_KEY
 from ..labels import POLARITIES
 from ..reasoning import force_prediction
@@ -364,6 +365,10 @@ class Mulcot(TrainablePipe):
                 items.extend((i, j) for j in range(len(doc_spans)))
             if targets in ("post", "both"):
                 items.append((i, -1))
+        decisions = [
+            self.labels[int((prediction.span_probs[i][j] if j >= 0 else prediction.doc_probs[i]).argmax())]
+            for i, j in items
+        ]
         chains = generate_reasoning(
             self.model,
             docs,
@@ -374,13 +379,13 @@ class Mulcot(TrainablePipe):
             max_new_tokens=self.cfg["max_new_tokens"],
             greedy=self.cfg.get("generation_temperature", 0.0) <= 0.0,
             temperature=max(self.cfg.get("generation_temperature", 0.0), 1e-5),
+            labels=decisions,
         )
         prediction.span_chains = [[None] * len(s) for s in prediction.spans]
         prediction.doc_chains = [None] * len(docs)
-        for (i, j), chain in zip(items, chains):
-            probs = prediction.span_probs[i][j] if j >= 0 else prediction.doc_probs[i]
+        for (i, j), chain, decision in zip(items, chains, decisions):
             if self.cfg["guarantee_label"]:
-                chain = force_prediction(chain, self.labels[int(probs.argmax())])
+                chain = force_prediction(chain, decision)
             if j >= 0:
                 prediction.span_chains[i][j] = chain
             else:
@@ -491,14 +496,19 @@ class Mulcot(TrainablePipe):
         most ``max_reasoning_items``)."""
         targets = self.cfg["reasoning_targets"]
         items = []
-        for i, (eg, (aspects, _)) in enumerate(zip(examples, golds)):
+        for i, (eg, (aspects, target)) in enumerate(zip(examples, golds)):
             ref = eg.reference
             if aspects and targets in ("aspects", "both"):
                 for j, span in enumerate(self._reference_spans(eg, aspects)):
                     if span is not None and span._.rationale:
-                        items.append((i, j, span._.rationale, span._.chain_topk))
+                        # The label a label_in_prompt generator explains: the chain's own, else gold.
+                        label = parse_chain(span._.rationale).prediction or aspects[j][2]
+                        items.append((i, j, span._.rationale, span._.chain_topk, label))
             if ref._.rationale and targets in ("post", "both"):
-                items.append((i, -1, ref._.rationale, ref._.chain_topk))
+                label = parse_chain(ref._.rationale).prediction
+                if label is None and target is not None:
+                    label = self.labels[int(target.argmax())]
+                items.append((i, -1, ref._.rationale, ref._.chain_topk, label))
         limit = self.cfg["max_reasoning_items"]
         if limit and len(items) > limit:
             items = [items[k] for k in sorted(self._rng.sample(range(len(items)), limit))]

