@@ -230,8 +230,8 @@ def split(
 def teach(
     source: Path = typer.Argument(..., help=".spacy corpus (gold labels on the aspects for the two-stage check)"),
     output: Path = typer.Argument(..., help="Where to write the corpus with the teacher's chains"),
-    backend: str = typer.Option("openai", help="openai (any OpenAI-compatible server) | hf (a local transformers model)"),
-    model: str = typer.Option(..., help="Model name on the server, or an HF name/path for --backend hf"),
+    backend: str = typer.Option("openai", help="openai (any OpenAI-compatible server) | hf (a local transformers model) | none (keep the published chains only: a copy)"),
+    model: str = typer.Option("", help="Model name on the server, or an HF name/path for --backend hf"),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (default: OpenAI)"),
     api_key_env: str = typer.Option("OPENAI_API_KEY", help="Environment variable holding the API key"),
     concurrency: int = typer.Option(4, help="Requests in flight at once (openai backend)"),
@@ -252,6 +252,15 @@ def teach(
     as it arrives, so an interrupted run resumes without asking twice."""
     from .teacher.component import DEFAULT_CACHE
 
+    if backend == "none":
+        docs = list(read_docbin(source, spacy.blank(lang)))
+        n = _write(docs, output, "copy")
+        have = sum(1 for d in docs for sp in d.spans.get(ASPECTS_KEY, []) if sp._.rationale)
+        total = sum(len(d.spans.get(ASPECTS_KEY, [])) for d in docs)
+        typer.echo(f"{output}: teacher skipped (--backend none); {n} docs, published chains for {have}/{total} aspects")
+        return
+    if not model:
+        raise typer.BadParameter("--model is required unless --backend none")
     if backend == "openai":
         backend_cfg = {
             "@misc": "mulcot.OpenAICompatible.v1", "model": model, "base_url": base_url, "api_key_env": api_key_env,
@@ -427,3 +436,82 @@ def augment(
     (report or output.with_suffix(".report.json")).write_text(json.dumps(result, indent=2))
     typer.echo(f"{output}: {counts['kept']} of {counts['aspects']} aspects got an assistant chain matching gold "
                f"({counts['generated']} chains generated, {counts['unmatched']} left without)")
+
+
+@app.command("sample")
+def sample(
+    source: Path = typer.Argument(..., help=".spacy file"),
+    output: Path = typer.Argument(..., help="Where the sample goes"),
+    n: int = typer.Option(64, "--n", help="Docs to keep (0: all, a plain copy)"),
+    seed: int = typer.Option(0, help="Sampling seed"),
+    lang: str = typer.Option("en", help="Language of the vocab"),
+):
+    """A random subset of a corpus (order kept): the project's `sample` var runs the
+    whole workflow on a few posts this way."""
+    if n < 0:
+        raise typer.BadParameter(f"--n must be >= 0, got {n}")
+    docs = list(read_docbin(source, spacy.blank(lang)))
+    if n and n < len(docs):
+        keep = sorted(random.Random(seed).sample(range(len(docs)), n))
+        docs = [docs[i] for i in keep]
+    count = _write(docs, output, "sample")
+    typer.echo(f"{output}: {count} docs of {source}")
+
+
+@app.command("benchmark")
+def benchmark(
+    model: Path = typer.Argument(..., help="Trained pipeline (assistant, student, …)"),
+    corpus: Path = typer.Argument(..., help="Sentence-view .spacy test corpus with teacher chains"),
+    output: Path = typer.Option(..., help="JSON record for `report`"),
+    name: str = typer.Option("", help="Row name (default: the folder)"),
+    reasoning_sample: int = typer.Option(32, help="Random posts whose chains are generated and scored (0: all)"),
+    max_new_tokens: int = typer.Option(320, help="Chain length limit"),
+    seed: int = typer.Option(0, help="Sampling seed"),
+):
+    """One system's record for the distillation report: MASC/MATE/JMASA on the whole
+    corpus, MASC confusion, reasoning metrics on a sample, parameters, docs/s, peak memory."""
+    from .report import evaluate_system
+
+    nlp = spacy.load(model)
+    record = evaluate_system(nlp, corpus, name=name or model.parent.name or str(model), reasoning_sample=reasoning_sample,
+                             seed=seed, max_new_tokens=max_new_tokens)
+    record["model"] = str(model)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(record, indent=2))
+    typer.echo(json.dumps({k: record.get(k) for k in ("name", "scores", "reasoning", "params_m", "docs_per_s", "peak_rss_mb")}, indent=2))
+
+
+@app.command("zero-shot")
+def zero_shot(
+    model: str = typer.Argument(..., help="Local HF model (name or path) prompted like the teacher"),
+    corpus: Path = typer.Argument(..., help="Sentence-view .spacy test corpus with teacher chains"),
+    output: Path = typer.Option(..., help="JSON record for `report`"),
+    name: str = typer.Option("", help="Row name"),
+    sample: int = typer.Option(32, help="Random posts to prompt for (0: all)"),
+    max_new_tokens: int = typer.Option(320, help="Reply length limit"),
+    seed: int = typer.Option(0, help="Sampling seed"),
+):
+    """The zero-shot baseline: a small local LM given the teacher's prompt (stage 1, no
+    gold), scored like the trained systems (MASC from its chain's Prediction)."""
+    from .report import zero_shot_system
+
+    record = zero_shot_system(model, corpus, name=name or None, sample=sample, seed=seed, max_new_tokens=max_new_tokens)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(record, indent=2))
+    typer.echo(json.dumps({k: record.get(k) for k in ("name", "scores", "reasoning", "params_m", "docs_per_s")}, indent=2))
+
+
+@app.command("report")
+def report(
+    records: List[Path] = typer.Argument(..., help="JSON records from `benchmark` / `zero-shot`, in table order"),
+    output_dir: Path = typer.Option(..., help="Writes report.md, report.json, confusion.png, size_vs_accuracy.png"),
+):
+    """The distillation report: a Markdown table and plots comparing the systems."""
+    from .report import write_report
+
+    missing = [str(p) for p in records if not p.exists()]
+    if missing:
+        raise typer.BadParameter(f"missing records: {', '.join(missing)}")
+    paths = write_report([json.loads(p.read_text()) for p in records], output_dir)
+    typer.echo(paths["markdown"].read_text().split("\n\n")[1])
+    typer.echo(f"{output_dir}: " + ", ".join(p.name for p in paths.values()))

