@@ -120,6 +120,12 @@ def test_save_load_reproduces_chains(trained, tmp_path):
     loaded = spacy.load(tmp_path / "model")
     after = [(s._.reasoning, d._.reasoning) for d in loaded.pipe(fresh(loaded, gold)) for s in d.spans["aspects"]]
     assert after == before
+    # The LM folder it was built from is gone (another machine): the pipeline's own copy serves.
+    moved = spacy.load(tmp_path / "model", config={"components": {"mulcot": {"model": {"generator": {"name": str(tmp_path / "gone")}}}}})
+    assert [(s._.reasoning, d._.reasoning) for d in moved.pipe(fresh(moved, gold)) for s in d.spans["aspects"]] == before
+    # Without that copy, using the generator says what is missing.
+    with pytest.raises(RuntimeError, match="could not be loaded"):
+        build_nlp(tmp_path / "gone").initialize(lambda: [make_example(d, rationales=False) for d in gold])
     # inference settings come from the config, so a load-time override wins over the saved cfg
     quiet = spacy.load(tmp_path / "model", config={"components": {"mulcot": {"generate_reasoning": False}}})
     assert quiet.get_pipe("mulcot").cfg["generate_reasoning"] is False

@@ -11,6 +11,7 @@ import random
 import warnings
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy
@@ -28,6 +29,7 @@ from ..chains import parse_chain
 from ..doc_model import ASPECTS_KEY
 from ..labels import POLARITIES
 from ..reasoning import force_prediction
+from ..reasoning.generator import PendingGenerator, ReasoningGenerator, generator_from_folder
 from ..scorer import DEFAULT_SCORE_WEIGHTS, score_mulcot
 
 REASONING_TARGETS = ("aspects", "post", "both")
@@ -243,7 +245,20 @@ class Mulcot(TrainablePipe):
         self._rng = random.Random(0)
         self._settings = {key: self.cfg[key] for key in _CONFIG_SETTINGS}
 
+    def to_disk(self, path, *, exclude=tuple()):
+        """As TrainablePipe, plus the generator LM's config and tokenizer in
+        ``generator/``, so the pipeline loads where the LM it started from is absent."""
+        super().to_disk(path, exclude=exclude)
+        generator = generator_of(self.model)
+        if isinstance(generator, ReasoningGenerator):
+            generator.lm.config.save_pretrained(Path(path) / "generator")
+            generator.tokenizer.save_pretrained(Path(path) / "generator")
+
     def from_disk(self, path, *, exclude=tuple()):
+        generator = generator_of(self.model)
+        saved = Path(path) / "generator"
+        if isinstance(generator, PendingGenerator) and (saved / "config.json").exists():
+            self.model.layers[1].shims[0]._model.generator = generator_from_folder(saved, generator.settings)
         super().from_disk(path, exclude=exclude)
         self.cfg.update(self._settings)
         return self

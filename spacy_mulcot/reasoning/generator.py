@@ -251,6 +251,11 @@ class ReasoningGenerator(nn.Module):
             masks.append(torch.cat([text_mask[i, :n_pad], torch.ones(P, dtype=text_mask.dtype, device=device), text_mask[i, n_pad:]]))
         embeds = torch.stack(parts)
         mask = torch.stack(masks)
+        # Chains were trained to end with the tokenizer's EOS, which need not be the LM
+        # config's (SmolLM2's GGUF tokenizer says <|im_start|>, its config <|im_end|>): stop at either.
+        configured = getattr(lm.generation_config, "eos_token_id", None)
+        configured = configured if isinstance(configured, (list, tuple)) else [configured]
+        stops = sorted({i for i in [tok.eos_token_id, *configured] if i is not None})
         with torch.inference_mode():
             out = lm.generate(
                 inputs_embeds=embeds,
@@ -262,9 +267,18 @@ class ReasoningGenerator(nn.Module):
                 top_p=None,
                 top_k=None,
                 pad_token_id=pad,
+                eos_token_id=stops or None,
                 use_cache=True,
             )
-        return [tok.decode(row, skip_special_tokens=True).strip() for row in out]
+        return [tok.decode(_until(row.tolist(), stops), skip_special_tokens=True).strip() for row in out]
+
+
+def _until(ids: List[int], stops: Sequence[int]) -> List[int]:
+    """The generated ids before the first stop token."""
+    for k, token in enumerate(ids):
+        if token in stops:
+            return ids[:k]
+    return ids
 
 
 def keep_layers(lm, n_layers: int):
@@ -292,6 +306,46 @@ def keep_layers(lm, n_layers: int):
     return lm
 
 
+class PendingGenerator(nn.Module):
+    """Stands in for a generator whose LM could not be loaded at construction, as when
+    a saved pipeline (whose config names the folder it was trained from) is loaded on
+    another machine: the pipeline carries the LM's config and tokenizer, and
+    ``Mulcot.from_disk`` builds the real generator from them before the weights load.
+    Used any other way, it raises the original error."""
+
+    def __init__(self, name: str, error: str, settings: dict):
+        super().__init__()
+        self.name = name
+        self.error = error
+        self.settings = settings
+
+    def _fail(self, *args, **kwargs):
+        raise RuntimeError(
+            f"The reasoning generator {self.name!r} could not be loaded ({self.error}). Give an HF "
+            "model name or an existing folder (pipelines saved with spacy-mulcot carry their own copy)."
+        )
+
+    prefix = loss = generate = chain_topk = lm_for_inference = _fail
+
+    @property
+    def tokenizer(self):
+        self._fail()
+
+    @property
+    def label_in_prompt(self) -> bool:
+        return bool(self.settings.get("label_in_prompt"))
+
+
+def generator_from_folder(folder, settings: dict) -> ReasoningGenerator:
+    """A generator built from a saved LM config and tokenizer (random weights, to be
+    replaced by the pipeline's): how a saved pipeline rebuilds its generator."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(folder)
+    lm = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+    return ReasoningGenerator(lm, AutoTokenizer.from_pretrained(folder), image_width=0, condition_width=0, **settings)
+
+
 def reasoning_generator_v1(
     name: str = "SmolLM2-135M-Instruct",
     n_image_tokens: int = 4,
@@ -315,18 +369,17 @@ def reasoning_generator_v1(
 
     from ..hub import resolve_model_path
 
+    settings = {
+        "n_image_tokens": n_image_tokens, "max_chain_tokens": max_chain_tokens,
+        "train_dtype": train_dtype, "label_in_prompt": label_in_prompt,
+    }
     path = resolve_model_path(name)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    lm = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        lm = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
+    except (OSError, ValueError) as e:
+        # A saved pipeline rebuilds it from its own copy (Mulcot.from_disk); else this errors on use.
+        return PendingGenerator(name, str(e).splitlines()[0], settings)
     if n_layers:
         lm = keep_layers(lm, n_layers)
-    return ReasoningGenerator(
-        lm,
-        tokenizer,
-        image_width=0,
-        n_image_tokens=n_image_tokens,
-        condition_width=0,
-        max_chain_tokens=max_chain_tokens,
-        train_dtype=train_dtype,
-        label_in_prompt=label_in_prompt,
-    )
+    return ReasoningGenerator(lm, tokenizer, image_width=0, condition_width=0, **settings)
