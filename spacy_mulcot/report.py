@@ -263,7 +263,7 @@ def write_report(records: Sequence[Dict[str, Any]], output_dir: Union[str, Path]
         ax.imshow(matrix, cmap="Blues")
         for i in range(matrix.shape[0]):
             for j in range(matrix.shape[1]):
-                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", color="black" if matrix[i, j] < matrix.max() / 2 else "white")
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", color="black" if matrix[i, j] <= matrix.max() / 2 else "white")
         ax.set_xticks(range(len(POLARITIES)), POLARITIES)
         ax.set_yticks(range(len(POLARITIES)), POLARITIES)
         ax.set_xlabel("predicted")
@@ -292,6 +292,7 @@ def write_report(records: Sequence[Dict[str, Any]], output_dir: Union[str, Path]
 
     notes = [
         f"- {r['name']}: {r['n_posts']} posts / {r['n_aspects']} aspects for classification"
+        + (f" ({r['unreadable_predictions']} replies without a readable Prediction)" if r.get("unreadable_predictions") else "")
         + (f"; reasoning on {r['reasoning_posts']} random posts ({_get(r, 'reasoning.n_chains')} chains)" if r.get("reasoning") else "")
         for r in records
     ]
