@@ -123,6 +123,9 @@ def test_save_load_reproduces_chains(trained, tmp_path):
     # The LM folder it was built from is gone (another machine): the pipeline's own copy serves.
     moved = spacy.load(tmp_path / "model", config={"components": {"mulcot": {"model": {"generator": {"name": str(tmp_path / "gone")}}}}})
     assert [(s._.reasoning, d._.reasoning) for d in moved.pipe(fresh(moved, gold)) for s in d.spans["aspects"]] == before
+    # A name that now means a different LM (a relative path, another folder) is not used either.
+    other = spacy.load(tmp_path / "model", config={"components": {"mulcot": {"model": {"generator": {"name": "SmolLM2-135M-Instruct", "n_layers": 1}}}}})
+    assert [(s._.reasoning, d._.reasoning) for d in other.pipe(fresh(other, gold)) for s in d.spans["aspects"]] == before
     # Without that copy, using the generator says what is missing.
     with pytest.raises(RuntimeError, match="could not be loaded"):
         build_nlp(tmp_path / "gone").initialize(lambda: [make_example(d, rationales=False) for d in gold])

@@ -29,7 +29,7 @@ from ..chains import parse_chain
 from ..doc_model import ASPECTS_KEY
 from ..labels import POLARITIES
 from ..reasoning import force_prediction
-from ..reasoning.generator import PendingGenerator, ReasoningGenerator, generator_from_folder
+from ..reasoning.generator import ReasoningGenerator, generator_from_folder
 from ..scorer import DEFAULT_SCORE_WEIGHTS, score_mulcot
 
 REASONING_TARGETS = ("aspects", "post", "both")
@@ -257,7 +257,9 @@ class Mulcot(TrainablePipe):
     def from_disk(self, path, *, exclude=tuple()):
         generator = generator_of(self.model)
         saved = Path(path) / "generator"
-        if isinstance(generator, PendingGenerator) and (saved / "config.json").exists():
+        if generator is not None and (saved / "config.json").exists():
+            # The saved weights fit the saved LM config, whatever the config's `name`
+            # resolves to here (missing, or a relative path meaning another folder).
             self.model.layers[1].shims[0]._model.generator = generator_from_folder(saved, generator.settings)
         super().from_disk(path, exclude=exclude)
         self.cfg.update(self._settings)

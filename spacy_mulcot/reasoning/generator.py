@@ -105,6 +105,11 @@ class ReasoningGenerator(nn.Module):
         self.max_chain_tokens = max_chain_tokens
         self.train_dtype = train_dtype
         self.label_in_prompt = bool(label_in_prompt)
+        #: What a saved pipeline needs, besides the LM folder, to rebuild this generator.
+        self.settings = {
+            "n_image_tokens": n_image_tokens, "max_chain_tokens": max_chain_tokens,
+            "train_dtype": train_dtype, "label_in_prompt": self.label_in_prompt,
+        }
 
         def linear(width: Optional[int]) -> nn.Module:
             return nn.LazyLinear(hidden) if not width else nn.Linear(width, hidden)
