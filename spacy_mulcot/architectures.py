@@ -32,7 +32,8 @@ from .reasoning import ReasoningGenerator, build_prompt
 SpanList = List[Tuple[int, int]]
 #: (doc index, span index within the doc or -1 for the post, chain text[, soft targets[, label]])
 #: soft targets: an assistant's top-k token logits along the chain (``span._.chain_topk``);
-#: label: the decision a ``label_in_prompt`` generator explains (default: the chain's own)
+#: label: the decision a ``label_in_prompt`` generator explains when the item has no chain
+#: to read one from (at inference: the classifier's); a chain's own Prediction comes first
 ChainItem = Tuple
 
 
@@ -202,11 +203,10 @@ def _reasoning_items(model: Model, docs: Sequence[Doc], spans: Sequence[SpanList
     rows, doc_ids, prompts, texts, soft = [], [], [], [], []
     for doc_i, span_j, chain, *extra in chains:
         soft.append(extra[0] if extra else None)
-        label = extra[1] if len(extra) > 1 else None
-        if not generator.label_in_prompt:
-            label = None
-        elif label is None and chain:
-            label = parse_chain(chain).prediction
+        label = None
+        if generator.label_in_prompt:
+            # Training: the label the chain argues for; failing that (or at inference) the given one.
+            label = (parse_chain(chain).prediction if chain else None) or (extra[1] if len(extra) > 1 else None)
         if span_j >= len(spans[doc_i]):
             raise ValueError(f"chain item for span {span_j} of doc {doc_i}, which has {len(spans[doc_i])} spans")
         doc = docs[doc_i]

@@ -33,6 +33,12 @@ def _write(docs: Iterable[Doc], output: Path, desc: str) -> int:
     return n
 
 
+def _write_json(data: dict, path: Path) -> None:
+    """Indented JSON at ``path``, its folder made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+
+
 def _report(stats: ReadStats, output: Path, extra: Optional[dict] = None) -> None:
     line = f"{output}: {stats.docs} docs from {stats.records} records"
     if stats.skipped:
@@ -141,8 +147,7 @@ def corpus_stats(
         report[str(path)] = dict(c)
         typer.echo(f"{path}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
     if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(report, indent=2))
+        _write_json(report, output)
 
 
 @app.command("render")
@@ -196,8 +201,7 @@ def evaluate(
     for key, value in result["scores"].items():
         typer.echo(f"{key:<22} {'-' if value is None else f'{value:.2f}'}")
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps({"model": model, "corpus": str(corpus), **result}, indent=2))
+        _write_json({"model": model, "corpus": str(corpus), **result}, output)
 
 
 @app.command("split")
@@ -292,8 +296,7 @@ def teach(
     result = run.to_dict()
     result.update({"source": str(source), "output": str(output), "backend": teacher.backend.settings(), "wall_seconds": time.perf_counter() - start})
     report = report or output.with_suffix(".report.json")
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(result, indent=2))
+    _write_json(result, report)
     if run.aborted or run.transient_failures:
         why = run.aborted or f"{run.transient_failures} items failed because the server was unreachable or overloaded"
         typer.echo(f"error: {why}. Finished replies are cached; nothing written to {output}; "
@@ -315,14 +318,16 @@ def export_generator(
     ``mulcot.ReasoningGenerator.v1`` can start from it (``name = OUTPUT_DIR``,
     optionally ``n_layers`` to keep fewer layers)."""
     from .architectures import generator_of
+    from .reasoning.lm import merged
 
     nlp = spacy.load(pipeline)
     generator = generator_of(nlp.get_pipe(component).model)
     if generator is None:
         raise typer.BadParameter(f"{pipeline}: component {component!r} has no generator")
-    generator.lm.save_pretrained(output_dir)
+    lm = merged(generator.lm)  # LoRA adapters folded in: a plain HF model folder
+    lm.save_pretrained(output_dir)
     generator.tokenizer.save_pretrained(output_dir)
-    typer.echo(f"{output_dir}: {sum(p.numel() for p in generator.lm.parameters()) / 1e6:.1f}M-parameter LM and tokenizer")
+    typer.echo(f"{output_dir}: {sum(p.numel() for p in lm.parameters()) / 1e6:.1f}M-parameter LM and tokenizer")
 
 
 @app.command("soft-targets")
@@ -433,7 +438,7 @@ def augment(
     _write(docs, output, "write")
     result = {**counts, "docs": len(docs), "docs_augmented": len(todo), "temperature": temperature, "attempts": attempts,
               "seconds": time.perf_counter() - start, "assistant": str(assistant), "source": str(source)}
-    (report or output.with_suffix(".report.json")).write_text(json.dumps(result, indent=2))
+    _write_json(result, report or output.with_suffix(".report.json"))
     typer.echo(f"{output}: {counts['kept']} of {counts['aspects']} aspects got an assistant chain matching gold "
                f"({counts['generated']} chains generated, {counts['unmatched']} left without)")
 
@@ -476,8 +481,7 @@ def benchmark(
     record = evaluate_system(nlp, corpus, name=name or model.parent.name or str(model), reasoning_sample=reasoning_sample,
                              seed=seed, max_new_tokens=max_new_tokens)
     record["model"] = str(model)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(record, indent=2))
+    _write_json(record, output)
     typer.echo(json.dumps({k: record.get(k) for k in ("name", "scores", "reasoning", "params_m", "docs_per_s", "peak_rss_mb")}, indent=2))
 
 
@@ -496,8 +500,7 @@ def zero_shot(
     from .report import zero_shot_system
 
     record = zero_shot_system(model, corpus, name=name or None, sample=sample, seed=seed, max_new_tokens=max_new_tokens)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(record, indent=2))
+    _write_json(record, output)
     typer.echo(json.dumps({k: record.get(k) for k in ("name", "scores", "reasoning", "params_m", "docs_per_s")}, indent=2))
 
 

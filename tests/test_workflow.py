@@ -142,11 +142,15 @@ def test_project_all_end_to_end(twitter_dir, tiny_lm_path, tmp_path):
     soft = list(read_docbin(corpus / "joint" / "train_soft.spacy", nlp))
     assert all(s._.soft_labels is not None for d in soft for s in d.spans["aspects"])
     records = json.loads((project / "metrics" / "report" / "report.json").read_text())
-    assert [r["name"] for r in records] == ["zero-shot", "assistant", "student"]
-    assistant, student = records[1], records[2]
+    assert [r["name"] for r in records] == ["zero-shot", "assistant", "student", "student-hard-labels"]
+    assistant, student, control = records[1], records[2], records[3]
     assert student["params"] < assistant["params"]  # one LM layer of two, narrower fusion
+    assert control["params"] == student["params"]  # the same student, trained on hard labels alone
+    hard_cfg = spacy.util.load_config(project / "training" / "student_hard" / "model-best" / "config.cfg")
+    assert hard_cfg["components"]["mulcot"]["distill_weight"] == 0
     for r in records:
         assert r["scores"]["mulcot_masc_acc"] is not None and r["reasoning"]["n_chains"] >= 2
+        assert r["reasoning_docs_per_s"] > 0
     assert student["scores"]["mulcot_mate_f"] is not None
     for png in ("confusion.png", "size_vs_accuracy.png"):
         assert (project / "metrics" / "report" / png).read_bytes()[:4] == b"\x89PNG"

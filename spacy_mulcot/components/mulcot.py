@@ -25,7 +25,6 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from .. import bio
 from ..architectures import JointScores, generate_reasoning, generator_of
-from ..chains import parse_chain
 from ..doc_model import ASPECTS_KEY
 from ..labels import POLARITIES
 from ..reasoning import force_prediction
@@ -518,14 +517,11 @@ class Mulcot(TrainablePipe):
             if aspects and targets in ("aspects", "both"):
                 for j, span in enumerate(self._reference_spans(eg, aspects)):
                     if span is not None and span._.rationale:
-                        # The label a label_in_prompt generator explains: the chain's own, else gold.
-                        label = parse_chain(span._.rationale).prediction or aspects[j][2]
-                        items.append((i, j, span._.rationale, span._.chain_topk, label))
+                        # Gold: what a label_in_prompt generator explains if the chain names no label.
+                        items.append((i, j, span._.rationale, span._.chain_topk, aspects[j][2]))
             if ref._.rationale and targets in ("post", "both"):
-                label = parse_chain(ref._.rationale).prediction
-                if label is None and target is not None:
-                    label = self.labels[int(target.argmax())]
-                items.append((i, -1, ref._.rationale, ref._.chain_topk, label))
+                gold = self.labels[int(target.argmax())] if target is not None else None
+                items.append((i, -1, ref._.rationale, ref._.chain_topk, gold))
         limit = self.cfg["max_reasoning_items"]
         if limit and len(items) > limit:
             items = [items[k] for k in sorted(self._rng.sample(range(len(items)), limit))]

