@@ -1,5 +1,4 @@
 """Model names resolve to local folders; the GGUF generator is converted once and cached."""
-import os
 from pathlib import Path
 
 import pytest

@@ -5,7 +5,6 @@ import random
 import numpy
 import pytest
 import spacy
-from spacy.training import Example
 
 from spacy_mulcot.doc_model import make_doc, set_aspects
 from spacy_mulcot.readers.corpus import make_example

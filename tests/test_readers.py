@@ -1,7 +1,6 @@
 import json
 import subprocess
 import sys
-from collections import Counter
 
 import pytest
 import spacy

@@ -42,7 +42,7 @@ class Scripted:
 def gold_stage2(request):
     """Disagrees in stage 1 (says neutral); explains the gold label when told it."""
     for word in ("positive", "negative", "neutral"):
-        if f"The correct sentiment toward" in request.prompt and f"is {word}." in request.prompt:
+        if "The correct sentiment toward" in request.prompt and f"is {word}." in request.prompt:
             return chain(word)
     return chain("neutral")
 
