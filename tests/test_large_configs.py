@@ -164,5 +164,9 @@ def test_vlm_generator_keeps_fewer_layers_and_refuses_bad_settings(tiny_models, 
         reasoning_generator_v1(str(tiny_models["qwen2_vl"]), lora={"rank": 8})
     with pytest.raises(ValueError, match="dtype"):
         reasoning_generator_v1(str(tiny_models["qwen2_vl"]), dtype="int8", lora={})
+    with pytest.raises(ValueError, match="n_layers"):
+        reasoning_generator_v1(str(tiny_models["qwen2_vl"]), n_layers=7)
+    with pytest.raises(ValueError, match="target_modules"):  # peft: no module of that name
+        reasoning_generator_v1(str(tiny_models["qwen2_vl"]), lora={"target_modules": ["no_such_proj"]})
     with pytest.raises(TypeError, match="cannot write chains"):
         reasoning_generator_v1(str(tiny_models["clip"]))

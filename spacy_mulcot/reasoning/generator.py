@@ -17,7 +17,7 @@ from torch import nn
 
 from ..chains import _HEADER, SECTIONS
 from ..labels import POLARITIES
-from .lm import check_settings, keep_layers, lm_from_config, load_lm  # noqa: F401  (keep_layers: re-exported)
+from .lm import adapt, check_settings, keep_layers, lm_from_config, load_lm  # noqa: F401  (keep_layers: re-exported)
 
 SYSTEM = (
     "You analyse the sentiment of social-media posts toward an aspect, using the text "
@@ -376,11 +376,12 @@ def reasoning_generator_v1(
     check_settings(dtype, lm_settings["lora"])
     path = resolve_model_path(name)
     try:
-        lm = load_lm(path, dtype=dtype, n_layers=n_layers, lora=lm_settings["lora"])
+        lm = load_lm(path, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:
         # A saved pipeline rebuilds it from its own copy (Mulcot.from_disk); else this errors on use.
         return PendingGenerator(name, str(e).splitlines()[0], {**settings, **lm_settings})
+    lm = adapt(lm, n_layers=n_layers, lora=lm_settings["lora"])  # bad n_layers / LoRA targets raise here
     generator = ReasoningGenerator(lm, tokenizer, image_width=0, condition_width=0, **settings)
     generator.settings.update(lm_settings)
     return generator

@@ -55,13 +55,16 @@ def check_settings(dtype: str, lora: Optional[dict]) -> None:
         raise ValueError(f"unknown LoRA settings {sorted(unknown)}; known: {sorted(LORA_DEFAULTS)}")
 
 
-def load_lm(path: str, dtype: str = "float32", n_layers: Optional[int] = None, lora: Optional[dict] = None) -> nn.Module:
-    """Pretrained weights from ``path`` (hub name or folder), cut to ``n_layers`` and
-    wrapped with LoRA adapters when asked."""
+def load_lm(path: str, dtype: str = "float32") -> nn.Module:
+    """Pretrained weights from ``path`` (hub name or folder); OSError/ValueError when
+    there is nothing loadable there."""
     from transformers import AutoConfig
 
-    check_settings(dtype, lora)
-    lm = _lm_class(AutoConfig.from_pretrained(path)).from_pretrained(path, torch_dtype=getattr(torch, dtype))
+    return _lm_class(AutoConfig.from_pretrained(path)).from_pretrained(path, torch_dtype=getattr(torch, dtype))
+
+
+def adapt(lm: nn.Module, n_layers: Optional[int] = None, lora: Optional[dict] = None) -> nn.Module:
+    """``lm`` cut to ``n_layers`` (0/None: all) and wrapped with LoRA adapters when asked."""
     if n_layers:
         lm = keep_layers(lm, n_layers)
     return add_lora(lm, lora) if lora else lm
