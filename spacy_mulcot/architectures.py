@@ -1,50 +1,41 @@
 """``mulcot.JointSentimentModel.v1``: thinc glue around :class:`JointSentimentNet`.
 
-The model maps ``(docs, spans_per_doc)`` to :class:`JointScores`. Token vectors come
-from ``tok2vec`` (a spacy-transformers listener by default), optionally concatenated
-with hashed lexical ``features`` (spaCy's MultiHashEmbed: ``SHAPE`` restores the casing
-an uncased encoder loses). Image regions come from ``doc._.image_features``;
-rationale units from ``doc._.rationale`` and the aspects' ``span._.rationale``.
-The PyTorch part is a ``PyTorchWrapper_v2``; its first linear layers are lazy, so
-input widths are learned at ``initialize`` from the data.
+The model maps a :class:`~spacy_mulcot.data_classes.ModelInput` (docs, aspect spans
+per doc, reasoning items to learn) to :class:`JointScores`. Token vectors come from
+``tok2vec`` (a spacy-transformers listener by default), optionally concatenated with
+hashed lexical ``features`` (spaCy's MultiHashEmbed: ``SHAPE`` restores the casing an
+uncased encoder loses). Image regions come from ``doc._.image_features``; rationale
+units from ``doc._.rationale`` and the aspects' ``span._.rationale``. The PyTorch part
+is held by a :class:`MulcotShim` (network + generator, and their serialization); its
+first linear layers are lazy, so input widths are learned at ``initialize``.
 
-With a ``generator`` the input may carry chains to learn,
-``(docs, spans, chains)`` with ``chains`` a list of ``(doc index, span index or -1
-for the post, chain text)``; the reasoning loss then comes back in
+With a generator, items with chains are learnt: the reasoning loss comes back in
 ``JointScores.reasoning_loss`` and its gradient (the weight ``w``) flows into the
-fused representation. :func:`generate_reasoning` writes chains at inference.
+fused representation. :func:`generate_reasoning` writes chains at inference and
+:func:`chain_soft_targets` gives what a student distils.
 """
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy
 import torch
 from spacy.tokens import Doc
-from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v2, concatenate, torch2xp, xp2torch
+from thinc.api import ArgsKwargs, Model, concatenate, torch2xp, xp2torch
+from thinc.layers.pytorchwrapper import forward as pytorch_forward
 from thinc.types import Floats2d
 
 from .chains import parse_chain
+from .data_classes import JointScores, ModelInput, NetBatch, ReasoningBatch, ReasoningItem, SpanList, span_offsets
 from .doc_model import ASPECTS_KEY
+from .labels import POLARITIES
 from .layers import JointSentimentNet
+from .layers.mulcot_shim import MulcotShim
 from .rationale import RationaleEncoder
 from .reasoning import ReasoningGenerator, build_prompt
 
-SpanList = List[Tuple[int, int]]
-#: (doc index, span index within the doc or -1 for the post, chain text[, soft targets[, label]])
-#: soft targets: an assistant's top-k token logits along the chain (``span._.chain_topk``);
-#: label: the decision a ``label_in_prompt`` generator explains when the item has no chain
-#: to read one from (at inference: the classifier's); a chain's own Prediction comes first
-ChainItem = Tuple
-
-
-@dataclass
-class JointScores:
-    """Logits (or, going backwards, their gradients) for one batch."""
-
-    tags: List[Floats2d]  # per doc: n_tokens × 3 (O, B, I)
-    spans: Floats2d  # all spans of the batch, in doc order: S × 3 (POS, NEU, NEG)
-    docs: Floats2d  # B × 3
-    reasoning_loss: float = 0.0  # mean next-token CE of the chains (gradient: its weight)
+__all__ = [
+    "JointScores", "ModelInput", "ReasoningItem", "joint_sentiment_model_v1", "net_shim", "generator_of",
+    "generate_reasoning", "chain_soft_targets",
+]
 
 
 def joint_sentiment_model_v1(
@@ -60,7 +51,7 @@ def joint_sentiment_model_v1(
     rationale_dropout: float = 0.3,
     rationale_encoder: Optional[str] = "all-MiniLM-L6-v2",
     generator: Optional[ReasoningGenerator] = None,
-) -> Model[Tuple[List[Doc], List[SpanList]], JointScores]:
+) -> Model[ModelInput, JointScores]:
     """LRSA-style dual cross-attention over text, image regions and rationale units,
     with heads for BIO aspect tags, aspect sentiment and post sentiment.
 
@@ -88,7 +79,14 @@ def joint_sentiment_model_v1(
         lazy=True,
         generator=generator,
     )
-    wrapper = PyTorchWrapper_v2(net, convert_inputs=_convert_inputs, convert_outputs=_convert_outputs)
+    # thinc's PyTorch forward with our shim (as spacy-transformers' HFWrapper does).
+    wrapper = Model(
+        "pytorch",
+        pytorch_forward,
+        attrs={"convert_inputs": _convert_inputs, "convert_outputs": _convert_outputs},
+        shims=[MulcotShim(net)],
+        dims={"nI": None, "nO": None},
+    )
     use_rationale = bool(use_rationale and rationale_encoder)
     return Model(
         "mulcot_joint",
@@ -106,20 +104,33 @@ def joint_sentiment_model_v1(
     )
 
 
+def net_shim(model: Model) -> MulcotShim:
+    """The shim that owns the model's network and generator."""
+    return model.layers[1].shims[0]
+
+
+def generator_of(model: Model) -> Optional[ReasoningGenerator]:
+    """The model's reasoning generator, or None."""
+    if not model.attrs.get("has_generator"):
+        return None
+    return net_shim(model).generator
+
+
 def rationale_encoder_of(model: Model) -> Optional[RationaleEncoder]:
     """The model's (shared, lazily created) frozen rationale encoder."""
     name = model.attrs.get("rationale_encoder_name")
     if not name:
         return None
-    if "_rationale_encoder" not in model.attrs or model.attrs["_rationale_encoder"] is None:
+    if model.attrs.get("_rationale_encoder") is None:
         model.attrs["_rationale_encoder"] = RationaleEncoder(name)
     return model.attrs["_rationale_encoder"]
 
 
-def init(model: Model, X=None, Y=None) -> None:
+def init(model: Model, X: Optional[ModelInput] = None, Y=None) -> None:
     """Initialise the embedding on sample docs, fix the modality widths and materialise
     the lazy layers with one forward pass."""
-    docs = list(X[0]) if X is not None else []
+    X = _as_input(X) if X is not None else None
+    docs = list(X.docs) if X is not None else []
     embed = model.layers[0]
     embed.initialize(X=docs if docs else None)
     if not model.attrs["image_width"]:
@@ -133,39 +144,44 @@ def init(model: Model, X=None, Y=None) -> None:
     if docs:
         sample = docs[:2]
         # One chain item materialises the generator's lazy projections too.
-        chains = [(0, -1, "x")] if model.attrs.get("has_generator") else None
-        model.predict((sample, [[] for _ in sample], chains) if chains else (sample, [[] for _ in sample]))
+        items = [ReasoningItem(doc=0, chain="x")] if model.attrs.get("has_generator") else []
+        model.predict(ModelInput(sample, [[] for _ in sample], items))
 
 
-def forward(model: Model, inputs, is_train: bool):
-    docs, spans, *rest = inputs
-    chains: Optional[List[ChainItem]] = rest[0] if rest else None
+def _as_input(inputs: Union[ModelInput, tuple]) -> ModelInput:
+    """A ``ModelInput``; a ``(docs, spans)`` tuple is accepted for convenience."""
+    if isinstance(inputs, ModelInput):
+        return inputs
+    if isinstance(inputs, tuple) and len(inputs) == 2:
+        return ModelInput(list(inputs[0]), list(inputs[1]))
+    raise TypeError(f"mulcot model input must be a ModelInput or (docs, spans), got {type(inputs).__name__}")
+
+
+def forward(model: Model, inputs: ModelInput, is_train: bool):
+    inputs = _as_input(inputs)
     wrapper = model.layers[1]
     ops = model.ops
-    net_inputs, lengths = _net_inputs(model, docs, spans, is_train)
-    tokvecs_backprop = net_inputs.pop()
-    reasoning = _reasoning_items(model, docs, spans, chains) if chains else None
-    outputs, backprop_net = wrapper((*net_inputs, reasoning), is_train)
+    tokens, batch, lengths, tokvecs_backprop = _net_inputs(model, inputs.docs, inputs.spans, is_train)
+    reasoning = _reasoning_batch(model, inputs) if inputs.items else None
+    outputs, backprop_net = wrapper((tokens, batch, reasoning), is_train)
     tag_pad, span_scores, doc_scores, reasoning_loss = outputs
     tags = [tag_pad[i, :n] for i, n in enumerate(lengths)]
 
-    def backprop(d: JointScores) -> List[Doc]:
+    def backprop(d: JointScores) -> ModelInput:
         d_tags = ops.alloc3f(*tag_pad.shape)
         for i, n in enumerate(lengths):
             d_tags[i, :n] = d.tags[i]
         d_padded = backprop_net((d_tags, d.spans, d.docs, d.reasoning_loss))
         tokvecs_backprop([d_padded[i, :n] for i, n in enumerate(lengths)])
-        return docs
+        return inputs
 
     scores = JointScores(tags=tags, spans=span_scores, docs=doc_scores, reasoning_loss=float(reasoning_loss))
     return scores, backprop
 
 
 def _net_inputs(model: Model, docs: List[Doc], spans: List[SpanList], is_train: bool):
-    """The net's array inputs for a batch, the doc lengths, and (last in the list) the
-    embedding's backprop."""
-    if len(docs) != len(spans):
-        raise ValueError(f"{len(docs)} docs but {len(spans)} span lists")
+    """The padded token vectors, the :class:`NetBatch`, the doc lengths and the
+    embedding's backprop for a batch."""
     embed = model.layers[0]
     ops = model.ops
     tokvecs, bp_tokvecs = embed(docs, is_train)
@@ -183,91 +199,81 @@ def _net_inputs(model: Model, docs: List[Doc], spans: List[SpanList], is_train: 
     span_rows = numpy.array(
         [(i, s, e) for i, doc_spans in enumerate(spans) for s, e in doc_spans], dtype="int64"
     ).reshape(-1, 3)
-    return [padded, token_mask, image, image_mask, rationale, rationale_mask, span_rows, bp_tokvecs], lengths
+    batch = NetBatch(token_mask, image, image_mask, rationale, rationale_mask, span_rows)
+    return padded, batch, lengths, bp_tokvecs
 
 
-def generator_of(model: Model) -> Optional[ReasoningGenerator]:
-    """The model's reasoning generator, or None."""
-    if not model.attrs.get("has_generator"):
-        return None
-    return model.layers[1].shims[0]._model.generator
-
-
-def _reasoning_items(model: Model, docs: Sequence[Doc], spans: Sequence[SpanList], chains: Optional[Sequence[ChainItem]]) -> Dict[str, Any]:
+def _reasoning_batch(model: Model, inputs: ModelInput) -> ReasoningBatch:
     """Rows into the batch's spans (-1: the post), doc indices and prompts for the
-    chain items; ``chains`` may hold None texts (generation)."""
+    items; items may hold no chain (generation)."""
     generator = generator_of(model)
     if generator is None:
         raise ValueError("chains were given but the model has no generator (set [model.generator])")
-    offsets = numpy.cumsum([0] + [len(s) for s in spans])
-    rows, doc_ids, prompts, texts, soft = [], [], [], [], []
-    for doc_i, span_j, chain, *extra in chains:
-        soft.append(extra[0] if extra else None)
+    offsets = span_offsets(inputs.spans)
+    rows, prompts = [], []
+    for item in inputs.items:
         label = None
         if generator.label_in_prompt:
             # Training: the label the chain argues for; failing that (or at inference) the given one.
-            label = (parse_chain(chain).prediction if chain else None) or (extra[1] if len(extra) > 1 else None)
-        if span_j >= len(spans[doc_i]):
-            raise ValueError(f"chain item for span {span_j} of doc {doc_i}, which has {len(spans[doc_i])} spans")
-        doc = docs[doc_i]
+            label = (parse_chain(item.chain).prediction if item.chain else None) or item.label
+        doc = inputs.docs[item.doc]
         aspect = None
-        if span_j >= 0:
-            start, end = spans[doc_i][span_j]
+        if not item.is_post:
+            start, end = inputs.spans[item.doc][item.span]
             aspect = doc[start:end].text
-        rows.append(int(offsets[doc_i] + span_j) if span_j >= 0 else -1)
-        doc_ids.append(doc_i)
+        rows.append(-1 if item.is_post else int(offsets[item.doc] + item.span))
         prompts.append(build_prompt(generator.tokenizer, doc.text, aspect, label))
-        texts.append(chain)
-    return {
-        "rows": numpy.asarray(rows, dtype="int64"),
-        "docs": numpy.asarray(doc_ids, dtype="int64"),
-        "prompts": prompts,
-        "chains": texts,
-        "soft": soft,
-        # Distillation of the chain tokens (set by the component from its config).
-        "distill_weight": float(model.attrs.get("distill_weight", 0.0)),
-        "temperature": float(model.attrs.get("distill_temperature", 1.0)),
-    }
+    return ReasoningBatch(
+        rows=numpy.asarray(rows, dtype="int64"),
+        docs=numpy.asarray([item.doc for item in inputs.items], dtype="int64"),
+        prompts=prompts,
+        chains=[item.chain for item in inputs.items],
+        soft=[item.soft for item in inputs.items],
+        distill_weight=float(inputs.distill_weight),
+        temperature=float(inputs.distill_temperature),
+    )
 
 
 def generate_reasoning(
     model: Model,
-    docs: List[Doc],
-    spans: List[SpanList],
-    items: Sequence[Tuple[int, int]],
+    inputs: ModelInput,
     batch_size: int = 16,
     dtype: Optional[str] = "bfloat16",
     max_new_tokens: int = 320,
     greedy: bool = True,
     temperature: float = 1.0,
-    labels: Optional[Sequence[str]] = None,
 ) -> List[str]:
-    """One chain per ``(doc index, span index or -1)`` item, written by the model's
-    generator from the prompt (post text, aspect), the image prefix and the
-    classifier's vector for the item. Batched across docs, KV cache, inference mode.
-    ``labels`` (per item): the classifier's decisions, named in the prompt when the
-    generator was built with ``label_in_prompt``."""
-    if not items:
+    """One chain per item of ``inputs.items`` (their ``label``: the classifier's
+    decision, named in the prompt when the generator was built with
+    ``label_in_prompt``), written by the model's generator from the prompt (post
+    text, aspect), the image prefix and the classifier's vector for the item.
+    Batched across docs, KV cache, inference mode."""
+    if not inputs.items:
         return []
-    if labels is not None and len(labels) != len(items):
-        raise ValueError(f"{len(labels)} labels for {len(items)} items")
-    labels = list(labels) if labels is not None else [None] * len(items)
-    net, inputs, r = _inference_batch(model, docs, spans, [(d, s, None, None, y) for (d, s), y in zip(items, labels)])
-    return net.reason(
-        *inputs, r["rows"], r["docs"], r["prompts"], batch_size=batch_size, dtype=dtype,
+    for item in inputs.items:
+        if item.label is not None and item.label not in POLARITIES:
+            raise ValueError(f"unknown label {item.label!r} for a reasoning item; expected one of {POLARITIES}")
+    shim, tokens, batch, reasoning = _inference_batch(model, inputs)
+    return shim.generate(
+        tokens, batch, reasoning, batch_size=batch_size, dtype=dtype,
         max_new_tokens=max_new_tokens, greedy=greedy, temperature=temperature,
     )
 
 
-def _inference_batch(model: Model, docs: List[Doc], spans: List[SpanList], chains: Optional[Sequence[ChainItem]]):
-    """The PyTorch net, its seven classification inputs as tensors, and the chain
-    items as tensors (None without chains), for calling the net outside thinc."""
-    net_inputs, _ = _net_inputs(model, docs, spans, is_train=False)
-    net_inputs.pop()  # the embedding's backprop: not needed at inference
-    reasoning = _reasoning_items(model, docs, spans, chains) if chains else None
-    args, _ = _convert_inputs(model, (*net_inputs, reasoning), is_train=False)
-    *inputs, r = args.args
-    return model.layers[1].shims[0]._model, inputs, r
+def chain_soft_targets(model: Model, inputs: ModelInput, k: int = 8) -> Tuple[numpy.ndarray, List[dict]]:
+    """What a student learns from this (assistant) model: its aspect logits (S × 3,
+    for ``inputs.spans``) and, per chain item, its top-k next-token logits along the
+    chain (teacher-forced). Computed once; stored with the training docs."""
+    shim, tokens, batch, reasoning = _inference_batch(model, inputs)
+    return shim.chain_topk(tokens, batch, reasoning, k=k)
+
+
+def _inference_batch(model: Model, inputs: ModelInput):
+    """The shim and its inputs as tensors, for calling it outside thinc's forward."""
+    tokens, batch, _, _ = _net_inputs(model, inputs.docs, inputs.spans, is_train=False)
+    reasoning = _reasoning_batch(model, inputs) if inputs.items else None
+    args, _ = _convert_inputs(model, (tokens, batch, reasoning), is_train=False)
+    return (net_shim(model), *args.args)
 
 
 def _image_batch(model: Model, docs: Sequence[Doc]) -> Tuple[numpy.ndarray, numpy.ndarray]:
@@ -315,26 +321,8 @@ def _rationale_batch(model: Model, docs: Sequence[Doc]) -> Tuple[numpy.ndarray, 
     return rationale, mask
 
 
-def chain_soft_targets(
-    model: Model, docs: List[Doc], spans: List[SpanList], chains: Sequence[ChainItem], k: int = 8
-) -> Tuple[numpy.ndarray, List[dict]]:
-    """What a student learns from this (assistant) model: its aspect logits (S × 3,
-    for ``spans``) and, per chain item, its top-k next-token logits along the chain
-    (teacher-forced). Computed once; stored with the training docs."""
-    net, inputs, r = _inference_batch(model, docs, spans, chains)
-    image, image_mask = inputs[2], inputs[3]
-    net.eval()
-    with torch.inference_mode():
-        _, span_logits, _, span_hidden, doc_hidden = net._classify(*inputs)
-        topk = []
-        if r is not None:
-            prefix = net._prefix(image, image_mask, span_hidden, doc_hidden, r["rows"], r["docs"])
-            topk = net.generator.chain_topk(r["prompts"], r["chains"], prefix, k=k)
-    return span_logits.float().cpu().numpy(), topk
-
-
 def _convert_inputs(model: Model, inputs, is_train: bool):
-    tokens, *rest, reasoning = inputs
+    tokens, batch, reasoning = inputs
     tokens_t = xp2torch(tokens, requires_grad=is_train)
     device = tokens_t.device
 
@@ -342,14 +330,16 @@ def _convert_inputs(model: Model, inputs, is_train: bool):
     def to_torch(a):
         return torch.from_numpy(numpy.ascontiguousarray(a)).to(device)
 
-    others = [to_torch(a) for a in rest]
+    batch = batch.map(to_torch)
     if reasoning is not None:
-        reasoning = {**reasoning, "rows": to_torch(reasoning["rows"]), "docs": to_torch(reasoning["docs"])}
+        reasoning.rows, reasoning.docs = to_torch(reasoning.rows), to_torch(reasoning.docs)
 
     def backprop(d_inputs: ArgsKwargs):
         return torch2xp(d_inputs.args[0])
 
-    return ArgsKwargs(args=(tokens_t, *others, reasoning), kwargs={}), backprop
+    # The token vectors are the only differentiable input: thinc returns gradients
+    # for the tensors among the positional arguments.
+    return ArgsKwargs(args=(tokens_t, batch, reasoning), kwargs={}), backprop
 
 
 def _convert_outputs(model: Model, inputs_outputs, is_train: bool):
@@ -366,3 +356,4 @@ def _convert_outputs(model: Model, inputs_outputs, is_train: bool):
         return ArgsKwargs(args=([t for t, _ in pairs],), kwargs={"grad_tensors": [g for _, g in pairs]})
 
     return converted, backprop
+

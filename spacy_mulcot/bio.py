@@ -3,7 +3,7 @@
 Decoding is a constrained Viterbi over the tag log-probabilities, so an ``I`` never
 follows an ``O`` and every predicted span is well formed.
 """
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy
 
@@ -39,11 +39,21 @@ def encode(n_tokens: int, spans: Sequence[Tuple[int, int]]) -> numpy.ndarray:
     return tags
 
 
-def decode(log_probs: numpy.ndarray) -> List[Tuple[int, int]]:
-    """Best well-formed tag sequence for ``log_probs`` (n_tokens × 3) as spans."""
+def decode(log_probs: numpy.ndarray, outside: Optional[Sequence[bool]] = None) -> List[Tuple[int, int]]:
+    """Best well-formed tag sequence for ``log_probs`` (n_tokens × 3) as spans.
+
+    outside: per token, True where the token can never be part of an aspect
+    (whitespace tokens: a double space is a token of its own in spaCy); those
+    tokens are forced to ``O``.
+    """
     n = log_probs.shape[0]
     if n == 0:
         return []
+    if outside is not None:
+        if len(outside) != n:
+            raise ValueError(f"{len(outside)} 'outside' flags for {n} tokens")
+        log_probs = numpy.array(log_probs, dtype="float32")
+        log_probs[numpy.asarray(outside, dtype=bool), B:] = -1e9
     neg = numpy.float32(-1e9)
     trans = numpy.where(_ALLOWED[:3], 0.0, neg).astype("float32")
     score = numpy.where(_ALLOWED[3], log_probs[0], neg).astype("float32")

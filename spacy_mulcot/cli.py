@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Iterable, List, Optional
 
 import spacy
-import torch
 import typer
 from spacy.tokens import Doc, DocBin
 from tqdm import tqdm
 
 from .doc_model import ASPECTS_KEY
+from .images import ImageError
 from .readers import ChainIndex, ReadStats, read_docbin, read_jsonl, read_mvsa, read_twitter
 
 app = typer.Typer(help="spacy-mulcot: multimodal aspect sentiment with reasoning, for spaCy.", no_args_is_help=True)
@@ -43,6 +43,8 @@ def _report(stats: ReadStats, output: Path, extra: Optional[dict] = None) -> Non
     line = f"{output}: {stats.docs} docs from {stats.records} records"
     if stats.skipped:
         line += f", {stats.skipped} malformed records skipped"
+    if stats.duplicates:
+        line += f", {stats.duplicates} duplicate records merged"
     if extra:
         line += ", " + ", ".join(f"{k} {v}" for k, v in extra.items())
     typer.echo(line)
@@ -177,10 +179,6 @@ def _tokenizer(model: str):
     return spacy.load(model, exclude=["tagger", "parser", "ner", "lemmatizer", "attribute_ruler", "senter"])
 
 
-if __name__ == "__main__":  # pragma: no cover
-    app()
-
-
 @app.command("evaluate")
 def evaluate(
     model: str = typer.Argument(..., help="Trained pipeline (folder or package name)"),
@@ -250,10 +248,12 @@ def teach(
     cache: Optional[Path] = typer.Option(None, help="Reply cache (SQLite); default ~/.cache/spacy-mulcot/teacher.sqlite"),
     report: Optional[Path] = typer.Option(None, help="JSON run report (default: OUTPUT with .report.json)"),
     limit: int = typer.Option(0, help="Only the first N docs (0: all)"),
+    on_error: str = typer.Option("raise", help="raise | skip: a doc whose image cannot be read stops the run, or its items are skipped and counted as failed"),
     lang: str = typer.Option("en", help="Language of the vocab"),
 ):
     """Run the teacher (two-stage CoT enhancement) over a corpus; every reply is cached
-    as it arrives, so an interrupted run resumes without asking twice."""
+    as it arrives, so an interrupted run resumes without asking twice. Exits 1 (and
+    writes no corpus) when the server was unreachable or when no item got a chain."""
     from .teacher.component import DEFAULT_CACHE
 
     if backend == "none":
@@ -265,6 +265,8 @@ def teach(
         return
     if not model:
         raise typer.BadParameter("--model is required unless --backend none")
+    if on_error not in ("raise", "skip"):
+        raise typer.BadParameter(f"--on-error must be raise or skip, got {on_error!r}")
     if backend == "openai":
         backend_cfg = {
             "@misc": "mulcot.OpenAICompatible.v1", "model": model, "base_url": base_url, "api_key_env": api_key_env,
@@ -282,6 +284,7 @@ def teach(
             config={
                 "backend": backend_cfg, "level": level, "two_stage": two_stage, "max_retries": max_retries,
                 "keep_existing": keep_existing, "cache_path": str(cache or DEFAULT_CACHE),
+                "on_error": "raise" if on_error == "raise" else "warn",
             },
         )
     except ValueError as e:
@@ -292,7 +295,11 @@ def teach(
     if limit:
         docs = docs[:limit]
     start = time.perf_counter()
-    run = teacher.annotate(docs)
+    try:
+        run = teacher.annotate(docs)
+    except ImageError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1)
     result = run.to_dict()
     result.update({"source": str(source), "output": str(output), "backend": teacher.backend.settings(), "wall_seconds": time.perf_counter() - start})
     report = report or output.with_suffix(".report.json")
@@ -302,6 +309,12 @@ def teach(
         typer.echo(f"error: {why}. Finished replies are cached; nothing written to {output}; "
                    "run the same command again to resume.", err=True)
         raise typer.Exit(1)
+    if run.items and run.stages["failed"] == run.items:
+        typer.echo(f"error: every one of the {run.items} items failed (first: {run.failures[0]}); "
+                   f"nothing written to {output}; see {report}.", err=True)
+        raise typer.Exit(1)
+    if run.stages["failed"]:
+        typer.echo(f"warning: {run.stages['failed']} of {run.items} items got no chain (see {report})", err=True)
     _write(docs, output, "write")
     stages = ", ".join(f"{k} {v}" for k, v in run.stages.items())
     typer.echo(f"{output}: {len(docs)} docs; items {run.items} ({stages}); requests {run.requests}, cache hits {run.cache_hits}, "
@@ -342,43 +355,14 @@ def soft_targets(
     """Compute the assistant's soft targets once (aspect class logits and the top-k
     token logits along each chain) and store them with the training docs, so the
     student trains with ``spacy train`` without the assistant in memory."""
-    from .architectures import chain_soft_targets, generator_of
-    from .readers.corpus import make_example
+    from .distill.soft_targets import add_soft_targets
 
     nlp = spacy.load(assistant)
-    model = nlp.get_pipe(component).model
-    has_generator = generator_of(model) is not None
-    before = [name for name in nlp.pipe_names if name != component]
     docs = list(read_docbin(source, nlp))
-    n_spans = n_chains = 0
-    for start in tqdm(range(0, len(docs), batch_size), desc="soft targets", unit="batch", disable=None):
-        gold = docs[start : start + batch_size]
-        inputs = [make_example(d, given_aspects=True, rationales=False).predicted for d in gold]
-        inputs = list(nlp.pipe(inputs, disable=[component])) if before else inputs
-        spans = [[(s.start, s.end) for s in d.spans.get(ASPECTS_KEY, [])] for d in inputs]
-        chains = []
-        if has_generator:
-            for i, ref in enumerate(gold):
-                for j, span in enumerate(ref.spans.get(ASPECTS_KEY, [])):
-                    if span._.rationale:
-                        chains.append((i, j, span._.rationale))
-                if ref._.rationale:
-                    chains.append((i, -1, ref._.rationale))
-        logits, topk = chain_soft_targets(model, inputs, spans, chains, k=top_k)
-        row = 0
-        for ref in gold:
-            for span in ref.spans.get(ASPECTS_KEY, []):
-                span._.soft_labels = [round(float(v), 5) for v in logits[row]]
-                row += 1
-                n_spans += 1
-        for (i, j, _), target in zip(chains, topk):
-            if j >= 0:
-                gold[i].spans[ASPECTS_KEY][j]._.chain_topk = target
-            else:
-                gold[i]._.chain_topk = target
-            n_chains += 1
+    counts = add_soft_targets(nlp, docs, component=component, top_k=top_k, batch_size=batch_size)
     _write(docs, output, "write")
-    typer.echo(f"{output}: {len(docs)} docs, soft labels for {n_spans} aspects, top-{top_k} token logits for {n_chains} chains")
+    typer.echo(f"{output}: {len(docs)} docs, soft labels for {counts['aspects']} aspects, "
+               f"top-{top_k} token logits for {counts['chains']} chains")
 
 
 @app.command("augment")
@@ -397,47 +381,18 @@ def augment(
     """MulCoT-RD's rationale augmentation: the assistant writes chains for aspects
     that have none, keeps those whose Prediction matches the gold label and merges
     them with the teacher's."""
-    from .chains import parse_chain
-    from .readers.corpus import make_example
+    from .distill.augment import augment_chains
 
     nlp = spacy.load(assistant)
-    pipe = nlp.get_pipe(component)
-    if not getattr(pipe, "has_generator", False):
-        raise typer.BadParameter(f"{assistant}: component {component!r} has no generator")
-    pipe.cfg.update({"reasoning_targets": "aspects", "generation_temperature": temperature, "max_new_tokens": max_new_tokens})
     docs = list(read_docbin(source, nlp))
-    todo = [d for d in (docs[:limit] if limit else docs) if any(not s._.rationale for s in d.spans.get(ASPECTS_KEY, []))]
-    counts = Counter()
-    start = time.perf_counter()
-    bar = tqdm(total=len(todo), desc="augment", unit="doc", disable=None)
-    for first in range(0, len(todo), batch_size):
-        gold = todo[first : first + batch_size]
-        pending = {(i, j) for i, d in enumerate(gold) for j, s in enumerate(d.spans[ASPECTS_KEY]) if not s._.rationale}
-        counts["aspects"] += len(pending)
-        for attempt in range(attempts):
-            if not pending:
-                break
-            random.seed(attempt)
-            torch.manual_seed(attempt)
-            inputs = [make_example(d, given_aspects=True, rationales=False).predicted for d in gold]
-            for i, doc in enumerate(nlp.pipe(inputs, component_cfg={component: {"generate_reasoning": True}})):
-                for j, span in enumerate(doc.spans[ASPECTS_KEY]):
-                    if (i, j) not in pending:
-                        continue
-                    counts["generated"] += 1
-                    ref = gold[i].spans[ASPECTS_KEY][j]
-                    label = parse_chain(span._.reasoning or "").prediction
-                    if label == ref.label_:
-                        ref._.rationale, ref._.rationale_label = span._.reasoning, label
-                        gold[i].user_data.setdefault("mulcot_augment", []).append({"span": j, "attempt": attempt + 1})
-                        pending.discard((i, j))
-                        counts["kept"] += 1
-        counts["unmatched"] += len(pending)
-        bar.update(len(gold))
-    bar.close()
+    try:
+        counts = augment_chains(nlp, docs, component=component, temperature=temperature, attempts=attempts,
+                                max_new_tokens=max_new_tokens, batch_size=batch_size, limit=limit)
+    except ValueError as e:
+        raise typer.BadParameter(f"{assistant}: {e}")
     _write(docs, output, "write")
-    result = {**counts, "docs": len(docs), "docs_augmented": len(todo), "temperature": temperature, "attempts": attempts,
-              "seconds": time.perf_counter() - start, "assistant": str(assistant), "source": str(source)}
+    result = {**counts, "docs": len(docs), "temperature": temperature, "attempts": attempts,
+              "assistant": str(assistant), "source": str(source)}
     _write_json(result, report or output.with_suffix(".report.json"))
     typer.echo(f"{output}: {counts['kept']} of {counts['aspects']} aspects got an assistant chain matching gold "
                f"({counts['generated']} chains generated, {counts['unmatched']} left without)")
@@ -518,3 +473,7 @@ def report(
     paths = write_report([json.loads(p.read_text()) for p in records], output_dir)
     typer.echo(paths["markdown"].read_text().split("\n\n")[1])
     typer.echo(f"{output_dir}: " + ", ".join(p.name for p in paths.values()))
+
+
+if __name__ == "__main__":  # pragma: no cover - after every command is defined
+    app(prog_name="python -m spacy_mulcot.cli")

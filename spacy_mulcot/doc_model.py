@@ -4,6 +4,7 @@
 | --- | --- | --- |
 | ``doc._.image`` | user / readers | the post's image: path, bytes or PIL image, held as an ImageRef |
 | ``doc._.image_features`` | ``mulcot_image`` | ``{"regions": (R, D), "pooled": (D,), "encoder": str}`` or None |
+| ``doc._.image_error`` | ``mulcot_image`` | why the doc's image could not be used (``on_error = "skip"``), else None |
 | ``doc.spans["aspects"]`` | user / readers / ``mulcot`` | aspect spans, label = POS/NEU/NEG once known |
 | ``span._.sentiment_scores`` | ``mulcot`` | ``{"POS": p, "NEU": p, "NEG": p}`` |
 | ``doc.cats`` | user / readers / ``mulcot`` | doc-level sentiment probabilities |
@@ -46,7 +47,7 @@ def register_extensions() -> None:
     """Register the extension attributes (idempotent; runs on import)."""
     if not Doc.has_extension("image"):
         Doc.set_extension("image", getter=_get_image, setter=_set_image)
-    for name in ("image_features", "reasoning", "rationale", "rationale_label", "soft_labels", "chain_topk"):
+    for name in ("image_features", "image_error", "reasoning", "rationale", "rationale_label", "soft_labels", "chain_topk"):
         if not Doc.has_extension(name):
             Doc.set_extension(name, default=None)
     for name in ("sentiment_scores", "reasoning", "rationale", "rationale_label", "soft_labels", "chain_topk"):
@@ -55,6 +56,12 @@ def register_extensions() -> None:
 
 
 register_extensions()
+
+
+def preview(doc: Doc, width: int = 40) -> str:
+    """The doc's text, cut to ``width`` characters, quoted: how errors name a doc."""
+    text = doc.text if len(doc.text) <= width else doc.text[: width - 1] + "…"
+    return repr(text)
 
 
 class AspectNotFoundError(ValueError):

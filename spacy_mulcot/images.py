@@ -95,7 +95,7 @@ class ImageRef:
         payload = self._payload
         if isinstance(payload, Image.Image):
             _check_size(payload.size, max_pixels, self.describe())
-            return _to_rgb(payload)
+            return _to_rgb(payload, self.describe())
         if payload is None:
             if self.path is None:
                 raise ImageError("Image reference has neither a path nor in-memory data")
@@ -134,8 +134,13 @@ def _check_size(size, max_pixels: int, source: str) -> None:
         )
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def _to_rgb(image: Image.Image, source: str = "<image>") -> Image.Image:
+    """Upright RGB. Modes with more than 8 bits per channel are rescaled to 0–255
+    (PIL's own conversion clips them, which would turn most 16-bit photos white);
+    a mode whose range cannot be known is refused."""
     image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        image = _to_8bit(image, source)
     if image.mode != "RGB":
         if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
             # Composite transparency on white, as a viewer would show it.
@@ -146,6 +151,37 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         else:
             image = image.convert("RGB")
     return image
+
+
+def _to_8bit(image: Image.Image, source: str) -> Image.Image:
+    """A single-channel 16-bit, 32-bit integer or float image as 8-bit grey, scaled by its
+    nominal range: 16-bit by 65535, integer images by the range their values fit
+    (8 or 16 bits), float images in [0, 1] or [0, 255]."""
+    import numpy
+
+    values = numpy.asarray(image, dtype="float64")
+    if values.size == 0:
+        raise ImageError(f"Image {source} has no pixels")
+    low, high = float(values.min()), float(values.max())
+    if not numpy.isfinite(values).all():
+        raise ImageError(f"Image {source} ({image.mode}) has non-finite pixel values")
+    if image.mode.startswith("I;16"):
+        scale = 65535.0
+    elif image.mode == "I" and low >= 0 and high <= 255:
+        scale = 255.0
+    elif image.mode == "I" and low >= 0 and high <= 65535:
+        scale = 65535.0
+    elif image.mode == "F" and low >= 0 and high <= 1.0:
+        scale = 1.0
+    elif image.mode == "F" and low >= 0 and high <= 255.0:
+        scale = 255.0
+    else:
+        raise ImageError(
+            f"Image {source} is mode {image.mode} with values in [{low:g}, {high:g}]; its brightness "
+            "range is unknown, so it cannot be shown faithfully as 8-bit RGB (convert it first)"
+        )
+    grey = numpy.clip(numpy.rint(values * (255.0 / scale)), 0, 255).astype("uint8")
+    return Image.fromarray(grey, mode="L")
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, source: str = "<bytes>") -> Image.Image:
@@ -164,7 +200,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, source: str 
         raise ImageError(f"Image {source} refused as a decompression bomb: {err}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"Image {source} is corrupt or not an image: {err}") from None
-    return _to_rgb(image)
+    return _to_rgb(image, source)
 
 
 @srsly.msgpack_encoders("mulcot_imageref")

@@ -14,7 +14,7 @@ from spacy.pipeline import Pipe
 from spacy.tokens import Doc
 from spacy.util import minibatch
 
-from ..doc_model import register_extensions
+from ..doc_model import preview, register_extensions
 from ..encoders import ImageEncoder
 from ..images import DEFAULT_MAX_PIXELS, ImageError
 
@@ -89,24 +89,27 @@ class ImageFeaturizer(Pipe):
         self._cache: "OrderedDict[str, Tuple[numpy.ndarray, numpy.ndarray]]" = OrderedDict()
         self.n_skipped = 0
         self.n_encoded = 0
-        self._n_seen = 0
 
     def __call__(self, doc: Doc) -> Doc:
         return next(self.pipe([doc]))
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: Optional[int] = None) -> Iterator[Doc]:
+        position = 0  # of the batch's first doc in this call's stream, for error messages
         for batch in minibatch(stream, size=batch_size or self.batch_size):
-            self.set_annotations(batch, self.predict(batch))
+            self.set_annotations(batch, self.predict(batch, offset=position))
+            position += len(batch)
             yield from batch
 
-    def predict(self, docs: List[Doc]) -> List[Optional[Tuple[numpy.ndarray, numpy.ndarray]]]:
-        """Encode the batch's images; None for a doc without (a usable) image."""
+    def predict(self, docs: List[Doc], offset: int = 0) -> List[Optional[Tuple[numpy.ndarray, numpy.ndarray]]]:
+        """Encode the batch's images; None for a doc without (a usable) image. ``offset``:
+        the position of ``docs[0]`` in the caller's stream (errors name ``doc N`` by it).
+        A skipped image's reason goes to ``doc._.image_error``."""
         results: List[Optional[Tuple[numpy.ndarray, numpy.ndarray]]] = [None] * len(docs)
         pending: Dict[str, List[int]] = {}
         images = {}
         for i, doc in enumerate(docs):
-            index = self._n_seen
-            self._n_seen += 1
+            index = offset + i
+            doc._.image_error = None
             ref = doc._.image
             if ref is None:
                 continue
@@ -121,10 +124,11 @@ class ImageFeaturizer(Pipe):
             try:
                 image = ref.load(self.max_pixels)
             except ImageError as err:
-                message = f"mulcot_image: doc {index} ({_preview(doc)}): {err}"
+                message = f"mulcot_image: doc {index} ({preview(doc)}): {err}"
                 if self.on_error == "raise":
                     raise ImageError(message + " (set on_error='skip' to skip such images)") from None
                 logger.warning(message)
+                doc._.image_error = str(err)
                 self.n_skipped += 1
                 continue
             key = ref.sha256
@@ -175,7 +179,3 @@ class ImageFeaturizer(Pipe):
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()):
         return self
 
-
-def _preview(doc: Doc, width: int = 40) -> str:
-    text = doc.text if len(doc.text) <= width else doc.text[: width - 1] + "…"
-    return repr(text)

@@ -24,11 +24,13 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from .. import bio
-from ..architectures import JointScores, generate_reasoning, generator_of
+from ..architectures import generate_reasoning, generator_of, net_shim
+from ..data_classes import JointScores, ModelInput, ReasoningItem
+from ..distill.loss import distill_rows
 from ..doc_model import ASPECTS_KEY
 from ..labels import POLARITIES
 from ..reasoning import force_prediction
-from ..reasoning.generator import ReasoningGenerator, generator_from_folder
+from ..reasoning.generator import generator_from_folder
 from ..scorer import DEFAULT_SCORE_WEIGHTS, score_mulcot
 
 REASONING_TARGETS = ("aspects", "post", "both")
@@ -244,22 +246,16 @@ class Mulcot(TrainablePipe):
         self._rng = random.Random(0)
         self._settings = {key: self.cfg[key] for key in _CONFIG_SETTINGS}
 
-    def to_disk(self, path, *, exclude=tuple()):
-        """As TrainablePipe, plus the generator LM's config and tokenizer in
-        ``generator/``, so the pipeline loads where the LM it started from is absent."""
-        super().to_disk(path, exclude=exclude)
-        generator = generator_of(self.model)
-        if isinstance(generator, ReasoningGenerator):
-            generator.lm.config.save_pretrained(Path(path) / "generator")
-            generator.tokenizer.save_pretrained(Path(path) / "generator")
+    # Serialization is TrainablePipe's (cfg, vocab, model): the model's shim carries
+    # the generator LM's config and tokenizer in its bytes, so bytes and disk rebuild
+    # the generator alike. Inference settings come from the config on load.
 
     def from_disk(self, path, *, exclude=tuple()):
         generator = generator_of(self.model)
-        saved = Path(path) / "generator"
-        if generator is not None and (saved / "config.json").exists():
-            # The saved weights fit the saved LM config, whatever the config's `name`
-            # resolves to here (missing, or a relative path meaning another folder).
-            self.model.layers[1].shims[0]._model.generator = generator_from_folder(saved, generator.settings)
+        legacy = Path(path) / "generator"
+        if generator is not None and (legacy / "config.json").exists():
+            # Pipelines saved before the shim carried the LM's config kept it here.
+            net_shim(self.model).set_generator(generator_from_folder(legacy, generator.settings))
         super().from_disk(path, exclude=exclude)
         self.cfg.update(self._settings)
         return self
@@ -273,18 +269,33 @@ class Mulcot(TrainablePipe):
     def has_generator(self) -> bool:
         return generator_of(self.model) is not None
 
-    def __call__(self, doc: Doc, *, generate_reasoning: Optional[bool] = None) -> Doc:
-        return next(iter(self.pipe([doc], generate_reasoning=generate_reasoning)))
+    def __call__(self, doc: Doc, **settings) -> Doc:
+        return next(iter(self.pipe([doc], **settings)))
 
-    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128, generate_reasoning: Optional[bool] = None):
-        """As TrainablePipe.pipe; ``generate_reasoning`` overrides the config for this call."""
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128, **settings):
+        """As TrainablePipe.pipe; ``settings`` (any of ``generate_reasoning``,
+        ``reasoning_targets``, ``max_new_tokens``, ``generation_batch_size``,
+        ``generation_dtype``, ``generation_temperature``, ``guarantee_label``) override
+        the config for this call, e.g. ``nlp.pipe(texts, component_cfg={"mulcot":
+        {"generate_reasoning": True}})``."""
         error_handler = self.get_error_handler()
         for docs in minibatch(stream, size=batch_size):
             try:
-                self.set_annotations(docs, self.predict(docs, generate_reasoning=generate_reasoning))
+                self.set_annotations(docs, self.predict(docs, **settings))
                 yield from docs
             except Exception as e:
                 error_handler(self.name, self, docs, e)
+
+    def _settings_for(self, overrides: Dict[str, object]) -> Dict[str, object]:
+        """The inference settings for one call: the config's, with ``overrides``."""
+        unknown = sorted(set(overrides) - set(_CONFIG_SETTINGS))
+        if unknown:
+            raise TypeError(f"[{self.name}] unknown setting(s) {unknown}; per-call settings are {list(_CONFIG_SETTINGS)}")
+        settings = {key: self.cfg[key] for key in _CONFIG_SETTINGS}
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        if settings["reasoning_targets"] not in REASONING_TARGETS:
+            raise ValueError(f"reasoning_targets must be one of {REASONING_TARGETS}, got {settings['reasoning_targets']!r}")
+        return settings
 
     @property
     def labels(self) -> Tuple[str, ...]:
@@ -313,7 +324,9 @@ class Mulcot(TrainablePipe):
                         "before='mulcot')`) or start from configs/mulcot_cpu.cfg."
                     )
         if not self._warned_no_features and self.model.attrs.get("use_image"):
-            if any(d._.image is not None and d._.image_features is None for d in docs):
+            # A doc whose image mulcot_image could not load (on_error="skip") was already
+            # reported there (doc._.image_error): only a missing featurizer is warned about.
+            if any(d._.image is not None and d._.image_features is None and d._.image_error is None for d in docs):
                 self._warned_no_features = True
                 warnings.warn(
                     f"[{self.name}] Docs have an image but no image features: put `mulcot_image` "
@@ -321,10 +334,11 @@ class Mulcot(TrainablePipe):
                     "annotating_components). Continuing without the image."
                 )
 
-    def predict(self, docs: Iterable[Doc], *, generate_reasoning: Optional[bool] = None) -> MulcotPrediction:
+    def predict(self, docs: Iterable[Doc], **overrides) -> MulcotPrediction:
         """Aspects (given or extracted), their and the post's polarity distributions and,
-        when generating, the chains; ``generate_reasoning`` overrides the config."""
+        when generating, the chains; ``overrides``: per-call settings (see ``pipe``)."""
         docs = list(docs)
+        settings = self._settings_for(overrides)
         n_labels = len(self.labels)
         if not docs:
             return MulcotPrediction([], [], [], numpy.zeros((0, n_labels), dtype="float32"))
@@ -332,7 +346,7 @@ class Mulcot(TrainablePipe):
         if any(len(doc) == 0 for doc in docs):
             # Empty docs carry no evidence: no aspects and uniform post sentiment.
             full = [i for i, doc in enumerate(docs) if len(doc)]
-            part = self.predict([docs[i] for i in full], generate_reasoning=generate_reasoning) if full else None
+            part = self.predict([docs[i] for i in full], **overrides) if full else None
             result = MulcotPrediction(
                 spans=[[] for _ in docs],
                 given=[self.spans_key in doc.spans for doc in docs],
@@ -353,13 +367,15 @@ class Mulcot(TrainablePipe):
         key = self.spans_key
         given = [key in doc.spans for doc in docs]
         spans = [[(s.start, s.end) for s in doc.spans[key]] if g else [] for doc, g in zip(docs, given)]
-        scores: JointScores = self.model.predict((docs, spans))
+        scores: JointScores = self.model.predict(ModelInput(docs, spans))
         if not all(given):
             for i, (doc, g) in enumerate(zip(docs, given)):
                 if not g:
-                    spans[i] = bio.decode(_log_softmax(self.model.ops.to_numpy(scores.tags[i])))
+                    spans[i] = bio.decode(
+                        _log_softmax(self.model.ops.to_numpy(scores.tags[i])), outside=[t.is_space for t in doc]
+                    )
             if any(spans[i] for i, g in enumerate(given) if not g):
-                scores = self.model.predict((docs, spans))
+                scores = self.model.predict(ModelInput(docs, spans))
         span_probs = _softmax(self.model.ops.to_numpy(scores.spans))
         per_doc, start = [], 0
         for doc_spans in spans:
@@ -367,45 +383,42 @@ class Mulcot(TrainablePipe):
             start += len(doc_spans)
         doc_probs = _softmax(self.model.ops.to_numpy(scores.docs))
         prediction = MulcotPrediction(spans=spans, given=given, span_probs=per_doc, doc_probs=doc_probs)
-        wanted = self.cfg["generate_reasoning"] if generate_reasoning is None else generate_reasoning
-        if wanted and self.has_generator:
-            self._write_chains(docs, prediction)
+        if settings["generate_reasoning"] and self.has_generator:
+            self._write_chains(docs, prediction, settings)
         return prediction
 
-    def _write_chains(self, docs: List[Doc], prediction: MulcotPrediction) -> None:
-        """Generate the chains for the batch's aspects and/or posts (one batched pass)."""
-        targets = self.cfg["reasoning_targets"]
-        items = []
+    def _write_chains(self, docs: List[Doc], prediction: MulcotPrediction, settings: Dict[str, object]) -> None:
+        """Generate the chains for the batch's aspects and/or posts (one batched pass),
+        each explaining the classifier's decision for its item."""
+        targets = settings["reasoning_targets"]
+        items: List[ReasoningItem] = []
         for i, doc_spans in enumerate(prediction.spans):
             if targets in ("aspects", "both"):
-                items.extend((i, j) for j in range(len(doc_spans)))
+                items.extend(
+                    ReasoningItem(doc=i, span=j, label=self.labels[int(prediction.span_probs[i][j].argmax())])
+                    for j in range(len(doc_spans))
+                )
             if targets in ("post", "both"):
-                items.append((i, -1))
-        decisions = [
-            self.labels[int((prediction.span_probs[i][j] if j >= 0 else prediction.doc_probs[i]).argmax())]
-            for i, j in items
-        ]
+                items.append(ReasoningItem(doc=i, label=self.labels[int(prediction.doc_probs[i].argmax())]))
+        temperature = float(settings["generation_temperature"])
         chains = generate_reasoning(
             self.model,
-            docs,
-            prediction.spans,
-            items,
-            batch_size=self.cfg["generation_batch_size"],
-            dtype=self.cfg["generation_dtype"],
-            max_new_tokens=self.cfg["max_new_tokens"],
-            greedy=self.cfg.get("generation_temperature", 0.0) <= 0.0,
-            temperature=max(self.cfg.get("generation_temperature", 0.0), 1e-5),
-            labels=decisions,
+            ModelInput(docs, prediction.spans, items),
+            batch_size=settings["generation_batch_size"],
+            dtype=settings["generation_dtype"],
+            max_new_tokens=settings["max_new_tokens"],
+            greedy=temperature <= 0.0,
+            temperature=max(temperature, 1e-5),
         )
         prediction.span_chains = [[None] * len(s) for s in prediction.spans]
         prediction.doc_chains = [None] * len(docs)
-        for (i, j), chain, decision in zip(items, chains, decisions):
-            if self.cfg["guarantee_label"]:
-                chain = force_prediction(chain, decision)
-            if j >= 0:
-                prediction.span_chains[i][j] = chain
+        for item, chain in zip(items, chains):
+            if settings["guarantee_label"]:
+                chain = force_prediction(chain, item.label)
+            if item.is_post:
+                prediction.doc_chains[item.doc] = chain
             else:
-                prediction.doc_chains[i] = chain
+                prediction.span_chains[item.doc][item.span] = chain
 
     def set_annotations(self, docs: Iterable[Doc], predictions: MulcotPrediction) -> None:
         key = self.spans_key
@@ -482,10 +495,13 @@ class Mulcot(TrainablePipe):
         golds = [self._gold(eg) for eg in examples]
         spans = [[(s, e) for s, e, _ in (aspects or [])] for aspects, _ in golds]
         set_dropout_rate(self.model, drop)
-        self.model.attrs["distill_weight"] = float(self.cfg.get("distill_weight", 0.0))
-        self.model.attrs["distill_temperature"] = float(self.cfg.get("distill_temperature", 2.0))
         chains = self._chain_items(examples, golds) if self.has_generator and self.cfg["reasoning_weight"] else []
-        scores, backprop = self.model.begin_update((docs, spans, chains) if chains else (docs, spans))
+        scores, backprop = self.model.begin_update(
+            ModelInput(
+                docs, spans, chains,
+                distill_weight=float(self.cfg["distill_weight"]), distill_temperature=float(self.cfg["distill_temperature"]),
+            )
+        )
         loss, d_scores = self._loss(examples, scores, golds)
         backprop(d_scores)
         if sgd is not None:
@@ -506,7 +522,7 @@ class Mulcot(TrainablePipe):
         by_offsets = {(s.start_char, s.end_char): s for s in ref.spans[self.spans_key]}
         return [by_offsets.get((pred[start:end].start_char, pred[start:end].end_char)) for start, end, _ in aspects]
 
-    def _chain_items(self, examples: List[Example], golds) -> List[Tuple[int, int, str]]:
+    def _chain_items(self, examples: List[Example], golds) -> List[ReasoningItem]:
         """The reference chains to learn in this batch: each gold aspect's
         ``span._.rationale`` and the post's ``doc._.rationale`` (a random subset of at
         most ``max_reasoning_items``)."""
@@ -518,10 +534,10 @@ class Mulcot(TrainablePipe):
                 for j, span in enumerate(self._reference_spans(eg, aspects)):
                     if span is not None and span._.rationale:
                         # Gold: what a label_in_prompt generator explains if the chain names no label.
-                        items.append((i, j, span._.rationale, span._.chain_topk, aspects[j][2]))
+                        items.append(ReasoningItem(i, j, span._.rationale, span._.chain_topk, aspects[j][2]))
             if ref._.rationale and targets in ("post", "both"):
                 gold = self.labels[int(target.argmax())] if target is not None else None
-                items.append((i, -1, ref._.rationale, ref._.chain_topk, gold))
+                items.append(ReasoningItem(i, None, ref._.rationale, ref._.chain_topk, gold))
         limit = self.cfg["max_reasoning_items"]
         if limit and len(items) > limit:
             items = [items[k] for k in sorted(self._rng.sample(range(len(items)), limit))]
@@ -587,7 +603,7 @@ class Mulcot(TrainablePipe):
     def _distill_spans(self, examples, golds, span_logits, hard_loss, d_hard):
         """Mix in KL to the assistant's stored aspect logits (``span._.soft_labels``):
         ``(1 − λ)·CE + λ·T²·KL``; spans without soft labels keep the hard loss only."""
-        lam = float(self.cfg.get("distill_weight", 0.0))
+        lam = float(self.cfg["distill_weight"])
         if lam <= 0.0:
             return hard_loss, d_hard
         soft = [
@@ -599,14 +615,8 @@ class Mulcot(TrainablePipe):
         rows = [k for k, v in enumerate(soft) if v is not None]
         if not rows:
             return hard_loss, d_hard
-        T = float(self.cfg.get("distill_temperature", 2.0))
-        teacher = numpy.exp(_log_softmax(numpy.asarray([soft[k] for k in rows], dtype="float32") / T))
-        log_q = _log_softmax(span_logits[rows] / T)
-        kl = float((teacher * (numpy.log(numpy.clip(teacher, 1e-12, None)) - log_q)).sum() / len(rows))
-        d_soft = numpy.zeros_like(d_hard)
-        # d(T²·KL)/d logits = T·(q − p), averaged over the distilled spans.
-        d_soft[rows] = T * (numpy.exp(log_q) - teacher) / len(rows)
-        return (1.0 - lam) * hard_loss + lam * T * T * kl, (1.0 - lam) * d_hard + lam * d_soft
+        teacher = numpy.asarray([soft[k] for k in rows], dtype="float32")
+        return distill_rows(span_logits, rows, teacher, hard_loss, d_hard, lam, float(self.cfg["distill_temperature"]))
 
     def initialize(
         self,
@@ -634,7 +644,7 @@ class Mulcot(TrainablePipe):
                     break
                 if not hasattr(proc, "update") and hasattr(proc, "pipe"):
                     docs = list(proc.pipe(docs))
-        self.model.initialize(X=(docs, [[] for _ in docs]) if docs else None)
+        self.model.initialize(X=ModelInput(docs, [[] for _ in docs]) if docs else None)
 
     def _class_weights(self, examples: Iterable[Example]) -> List[float]:
         """(count_c / mean count)^-balance_aspects over the gold aspects, normalised to mean 1."""
@@ -647,8 +657,8 @@ class Mulcot(TrainablePipe):
         weights = (counts / counts.mean()) ** -float(self.cfg["balance_aspects"])
         return [float(w) for w in weights / weights.mean()]
 
-    # Serialization: TrainablePipe's own (cfg, vocab, model). The input widths learned
-    # at initialize live in the model's attrs, which thinc serializes with it.
+    # The input widths learned at initialize live in the model's attrs, which thinc
+    # serializes with it.
 
 
 def _listens_to_transformer(model: Model) -> bool:

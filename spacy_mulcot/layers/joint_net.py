@@ -8,18 +8,18 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
+from ..data_classes import ClassifierOutput, NetBatch, ReasoningBatch
 from .fusion import DualCrossAttentionFusion, _masked_mean
 
 
 class JointSentimentNet(nn.Module):
     """Inputs are padded batches; outputs are logits.
 
-    tokens (B, T, Dt), token_mask (B, T); image (B, R, Di), image_mask (B, R);
-    rationale (B, K, Dr), rationale_mask (B, K); spans (S, 3) rows ``(doc, start, end)``;
-    reasoning (optional): ``{"rows": (N,), "docs": (N,), "prompts": [...], "chains": [...]}``,
-    one item per chain to learn: ``rows`` indexes ``spans`` (-1: the post of ``docs``).
-    Returns tag logits (B, T, 3), span logits (S, 3), doc logits (B, 3) and the
-    reasoning loss (a scalar; 0 without items).
+    tokens (B, T, Dt) and a :class:`NetBatch` (masks, image, rationale, spans);
+    reasoning (optional): a :class:`ReasoningBatch`, one item per chain to learn.
+    ``forward`` returns tag logits (B, T, 3), span logits (S, 3), doc logits (B, 3)
+    and the reasoning loss (a scalar; 0 without items); ``classify``, ``reason`` and
+    ``chain_topk`` are the inference entry points.
 
     lazy: infer the three input widths on the first call (thinc builds the net before
     it has seen data).
@@ -65,63 +65,78 @@ class JointSentimentNet(nn.Module):
         # The generator's condition token is the classifier's penultimate vector.
         self.generator = generator
 
-    def forward(self, tokens, token_mask, image, image_mask, rationale, rationale_mask, spans, reasoning=None):
-        tag_logits, span_logits, doc_logits, span_hidden, doc_hidden = self._classify(
-            tokens, token_mask, image, image_mask, rationale, rationale_mask, spans
-        )
-        if reasoning is None or not len(reasoning["prompts"]):
-            loss = tag_logits.new_zeros(())
+    def forward(self, tokens: torch.Tensor, batch: NetBatch, reasoning: Optional[ReasoningBatch] = None):
+        """Tag, span and doc logits and the reasoning loss (0 without chain items)."""
+        out = self.classify(tokens, batch)
+        if reasoning is None or not len(reasoning):
+            loss = out.tags.new_zeros(())
         else:
-            if self.generator is None:
-                raise ValueError("reasoning chains were given but the model has no generator")
-            prefix = self._prefix(image, image_mask, span_hidden, doc_hidden, reasoning["rows"], reasoning["docs"])
-            loss = self.generator.loss(
-                reasoning["prompts"], reasoning["chains"], prefix, soft=reasoning.get("soft"),
-                distill_weight=reasoning.get("distill_weight", 0.0), temperature=reasoning.get("temperature", 1.0),
+            prefix = self.prefix(batch, out, reasoning)
+            loss = self._generator().loss(
+                reasoning.prompts, reasoning.chains, prefix, soft=reasoning.soft,
+                distill_weight=reasoning.distill_weight, temperature=reasoning.temperature,
             )
-        return tag_logits, span_logits, doc_logits, loss
+        return out.tags, out.spans, out.docs, loss
+
+    def _generator(self) -> nn.Module:
+        if self.generator is None:
+            raise ValueError("reasoning chains were given but the model has no generator (set [model.generator])")
+        return self.generator
 
     def reason(
-        self, tokens, token_mask, image, image_mask, rationale, rationale_mask, spans,
-        rows, docs, prompts: List[str], batch_size: int = 16, dtype: Optional[str] = None, **generate_kwargs,
+        self, tokens: torch.Tensor, batch: NetBatch, reasoning: ReasoningBatch,
+        batch_size: int = 16, dtype: Optional[str] = None, **generate_kwargs,
     ) -> List[str]:
-        """Write one chain per item (as in ``forward``'s ``reasoning``), in sub-batches of
-        prompts of similar length; ``dtype`` decodes with a copy of the LM in that type."""
-        if self.generator is None:
-            raise ValueError("this model has no generator")
+        """Write one chain per item of ``reasoning``, in sub-batches of prompts of
+        similar length; ``dtype`` decodes with a copy of the LM in that type."""
+        generator = self._generator()
         self.eval()
         with torch.inference_mode():
-            *_, span_hidden, doc_hidden = self._classify(tokens, token_mask, image, image_mask, rationale, rationale_mask, spans)
-            prefix = self._prefix(image, image_mask, span_hidden, doc_hidden, rows, docs)
-            lm = self.generator.lm_for_inference(dtype)
+            prefix = self.prefix(batch, self.classify(tokens, batch), reasoning)
+            lm = generator.lm_for_inference(dtype)
+            prompts = reasoning.prompts
             order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
             chains: Dict[int, str] = {}
             for start in range(0, len(order), batch_size):
-                batch = order[start : start + batch_size]
-                out = self.generator.generate([prompts[i] for i in batch], prefix[batch], lm=lm, **generate_kwargs)
-                chains.update(zip(batch, out))
+                part = order[start : start + batch_size]
+                out = generator.generate([prompts[i] for i in part], prefix[part], lm=lm, **generate_kwargs)
+                chains.update(zip(part, out))
         return [chains[i] for i in range(len(prompts))]
 
-    def _prefix(self, image, image_mask, span_hidden, doc_hidden, rows, docs):
+    def chain_topk(self, tokens: torch.Tensor, batch: NetBatch, reasoning: Optional[ReasoningBatch], k: int = 8):
+        """The span logits and, per chain item, the top-k next-token logits along the
+        chain (teacher-forced): what a student distils from this model."""
+        self.eval()
+        with torch.inference_mode():
+            out = self.classify(tokens, batch)
+            topk = []
+            if reasoning is not None and len(reasoning):
+                topk = self._generator().chain_topk(reasoning.prompts, reasoning.chains, self.prefix(batch, out, reasoning), k=k)
+        return out.spans, topk
+
+    def prefix(self, batch: NetBatch, out: ClassifierOutput, reasoning: ReasoningBatch) -> torch.Tensor:
         """Prefix embeddings per item: pooled image grid (without the pooled-vector key)
         and the item's classifier vector."""
-        rows = rows.long()
-        docs = docs.long()
+        rows = reasoning.rows.long()
+        docs = reasoning.docs.long()
+        image, image_mask = batch.image, batch.image_mask
         has_image = image_mask[:, 0]
         regions = image[:, :-1] if image.shape[1] > 1 else image[:, :0]
         on_span = (rows >= 0).unsqueeze(-1)
-        span_part = span_hidden[rows.clamp(min=0)] if span_hidden.shape[0] else doc_hidden[docs]
-        condition = torch.where(on_span, span_part, doc_hidden[docs])
-        return self.generator.prefix(regions[docs], has_image[docs], condition)
+        span_part = out.span_hidden[rows.clamp(min=0)] if out.span_hidden.shape[0] else out.doc_hidden[docs]
+        condition = torch.where(on_span, span_part, out.doc_hidden[docs])
+        return self._generator().prefix(regions[docs], has_image[docs], condition)
 
-    def _classify(self, tokens, token_mask, image, image_mask, rationale, rationale_mask, spans):
+    def classify(self, tokens: torch.Tensor, batch: NetBatch) -> ClassifierOutput:
+        image_mask, rationale_mask = batch.image_mask, batch.rationale_mask
         if self.training:
             # The generator's prefix still sees the image: only the classifier's copy is dropped.
             image_mask = _drop_docs(image_mask, self.image_dropout)
             rationale_mask = _drop_docs(rationale_mask, self.rationale_dropout)
+        token_mask = batch.token_mask
         text = self.text_in(tokens)
-        img = self.image_in(image)
-        rat = self.rationale_in(rationale)
+        img = self.image_in(batch.image)
+        rat = self.rationale_in(batch.rationale)
         fused = self.fusion(text, img, image_mask, rat, rationale_mask)
         fused = self.context(fused, src_key_padding_mask=~token_mask)
         tag_logits = self.tagger(fused)
@@ -129,8 +144,11 @@ class JointSentimentNet(nn.Module):
         scores = (fused @ self.doc_query).masked_fill(~token_mask, float("-inf"))
         doc_vec = (torch.softmax(scores, dim=1).unsqueeze(-1) * fused).sum(1)
         doc_hidden = self.doc_out[:-1](torch.cat([doc_vec, _masked_mean(img, image_mask)], dim=-1))
-        span_hidden = self._spans(fused, token_mask, img, image_mask, spans)
-        return tag_logits, self.span_out[-1](span_hidden), self.doc_out[-1](doc_hidden), span_hidden, doc_hidden
+        span_hidden = self._spans(fused, token_mask, img, image_mask, batch.spans)
+        return ClassifierOutput(
+            tags=tag_logits, spans=self.span_out[-1](span_hidden), docs=self.doc_out[-1](doc_hidden),
+            span_hidden=span_hidden, doc_hidden=doc_hidden,
+        )
 
     def _spans(self, fused, token_mask, img, image_mask, spans):
         """Aspect-conditioned pooling: the span's mean vector queries the post's tokens

@@ -1,4 +1,5 @@
 """Errors and counters shared by the dataset readers."""
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Union
@@ -21,6 +22,7 @@ class ReadStats:
     records: int = 0
     docs: int = 0
     skipped: int = 0
+    duplicates: int = 0  # records repeating one already read (merged, not skipped)
     problems: List[str] = field(default_factory=list)
 
     def skip(self, err: RowError) -> None:
@@ -40,3 +42,20 @@ def open_input(path: Union[str, Path], what: str, on_error: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{what} not found: {path}")
     return path
+
+
+def safe_path(base: Union[str, Path], name: str, path, line: int, unit: str = "line") -> Path:
+    """``base / name`` for a file named in the data, refusing names that leave ``base``
+    (absolute paths, ``..``): data must not point a reader at arbitrary files."""
+    base = Path(base)
+    candidate = base / str(name)
+    if Path(str(name)).is_absolute() or not _inside(candidate, base):
+        raise RowError(path, line, f"the file name {name!r} leaves the folder {base}", unit)
+    return candidate
+
+
+def _inside(candidate: Path, base: Path) -> bool:
+    """Lexically inside (``..`` resolved, symlinks not followed: a linked image folder is fine)."""
+    root = Path(os.path.normpath(os.path.abspath(base)))
+    target = Path(os.path.normpath(os.path.abspath(candidate)))
+    return target != root and root in target.parents

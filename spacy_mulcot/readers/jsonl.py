@@ -7,8 +7,8 @@
      "label": "NEU",
      "reasoning": "..."}
 
-Only ``text`` is required. ``image`` is a path (relative paths are resolved
-against ``image_dir``, by default the JSONL file's folder). An aspect gives
+Only ``text`` is required. ``image`` is a path relative to ``image_dir`` (by default the JSONL
+file's folder); a path that leaves that folder (absolute, ``..``) is refused. An aspect gives
 character offsets (``start``/``end``), token offsets (``token_start``/``token_end``)
 or its ``text`` (first unused occurrence), with an optional ``polarity`` and a
 chain (``rationale`` or ``reasoning``). ``label`` is the post's sentiment
@@ -23,7 +23,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from ..doc_model import AspectNotFoundError, make_doc
-from .errors import ReadStats, RowError, open_input
+from .errors import ReadStats, RowError, open_input, safe_path
 
 
 def read_jsonl(
@@ -66,7 +66,7 @@ def _record_to_doc(nlp: Language, line: str, image_dir: Path, path: Path, line_n
     if image is not None:
         if not isinstance(image, str):
             raise RowError(path, line_no, "'image' must be a path string")
-        image = str(Path(image) if Path(image).is_absolute() else image_dir / image)
+        image = str(safe_path(image_dir, image, path, line_no))
     aspects = rec.get("aspects")
     if aspects is not None:
         if not isinstance(aspects, list):

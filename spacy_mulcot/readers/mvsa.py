@@ -12,7 +12,7 @@ from spacy.tokens import Doc
 
 from ..doc_model import make_doc
 from ..labels import MVSA_LABELS, one_hot
-from .errors import ReadStats, RowError, open_input
+from .errors import ReadStats, RowError, open_input, safe_path
 
 
 def read_mvsa(
@@ -39,18 +39,30 @@ def read_mvsa(
                 raise RowError(path, i, "each post needs 'id', 'text' and 'emotion_label'", "record")
             if not isinstance(rec["text"], str):
                 raise RowError(path, i, f"'text' must be a string, got {type(rec['text']).__name__}", "record")
-            try:
-                label = MVSA_LABELS[int(rec["emotion_label"])]
-            except (TypeError, ValueError, KeyError):
-                raise RowError(
-                    path, i, f"emotion_label must be 0, 1 or 2, got {rec['emotion_label']!r}", "record"
-                ) from None
+            label = MVSA_LABELS.get(_label_code(rec["emotion_label"]))
+            if label is None:
+                raise RowError(path, i, f"emotion_label must be 0, 1 or 2, got {rec['emotion_label']!r}", "record")
+            post_id = rec["id"]
+            if isinstance(post_id, bool) or not isinstance(post_id, (int, str)) or not str(post_id).strip():
+                raise RowError(path, i, f"'id' must be a number or a name, got {post_id!r}", "record")
+            image = safe_path(image_dir, f"{post_id}.jpg", path, i, "record")
         except RowError as err:
             if on_error == "raise":
                 raise
             stats.skip(err)
             continue
-        doc = make_doc(nlp, rec["text"], image=str(image_dir / f"{rec['id']}.jpg"))
+        doc = make_doc(nlp, rec["text"], image=str(image))
         doc.cats = one_hot(label)
         stats.docs += 1
         yield doc
+
+
+def _label_code(value) -> Optional[int]:
+    """0, 1 or 2 given as an integer or its digits; anything else (1.7, True, "+1") is None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip() in ("0", "1", "2"):
+        return int(value.strip())
+    return None

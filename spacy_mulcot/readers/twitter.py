@@ -16,7 +16,7 @@ from spacy.vocab import Vocab
 
 from ..doc_model import ASPECTS_KEY, make_doc
 from ..labels import TWITTER_LABELS
-from .errors import ReadStats, RowError, open_input
+from .errors import ReadStats, RowError, open_input, safe_path
 from .reasoning import ChainIndex
 
 VIEWS = ("aspect", "sentence")
@@ -27,6 +27,7 @@ PLACEHOLDER = "$T$"
 class TweetRow:
     """One parsed row: tokens with the aspect restored and its token offsets."""
 
+    path: str
     line: int
     label: str
     image_id: str
@@ -44,10 +45,9 @@ def parse_row(fields: List[str], path, line: int) -> TweetRow:
     if len(fields) != 5:
         raise RowError(path, line, f"expected 5 tab-separated fields, found {len(fields)}")
     _, label, image_id, masked, aspect = fields
-    try:
-        polarity = TWITTER_LABELS[int(label)]
-    except (ValueError, KeyError):
-        raise RowError(path, line, f"label must be 0, 1 or 2, got {label!r}") from None
+    if label.strip() not in ("0", "1", "2"):
+        raise RowError(path, line, f"label must be 0, 1 or 2, got {label!r}")
+    polarity = TWITTER_LABELS[int(label)]
     if not image_id.strip():
         raise RowError(path, line, "empty image id")
     tokens = masked.split()
@@ -58,28 +58,38 @@ def parse_row(fields: List[str], path, line: int) -> TweetRow:
         raise RowError(path, line, "empty aspect")
     start = tokens.index(PLACEHOLDER)
     words = tokens[:start] + aspect_words + tokens[start + 1:]
-    return TweetRow(line, polarity, image_id.strip(), words, start, start + len(aspect_words), " ".join(aspect_words))
+    return TweetRow(str(path), line, polarity, image_id.strip(), words, start, start + len(aspect_words), " ".join(aspect_words))
 
 
 def read_rows(path: Union[str, Path], on_error: str = "raise", stats: Optional[ReadStats] = None) -> Iterator[TweetRow]:
     """Parse a TomBERT .tsv file; malformed rows raise (naming file and line) or are counted."""
     path = open_input(path, "Twitter .tsv file", on_error)
     stats = stats if stats is not None else ReadStats()
-    with path.open(encoding="utf-8") as f:
-        header = f.readline()
+    with path.open("rb") as f:
+        header = _decode_line(f.readline(), path, 1)
         if not header.lower().startswith("index"):
             raise RowError(path, 1, f"expected the TomBERT header line, got {header.strip()[:60]!r}")
-        for line_no, line in enumerate(f, start=2):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            stats.records += 1
+        for line_no, raw in enumerate(f, start=2):
             try:
+                line = _decode_line(raw, path, line_no).rstrip("\r\n")
+                if not line.strip():
+                    continue
+                stats.records += 1
                 yield parse_row(line.split("\t"), path, line_no)
             except RowError as err:
                 if on_error == "raise":
                     raise
                 stats.skip(err)
+
+
+def _decode_line(raw: bytes, path, line_no: int) -> str:
+    """One line as UTF-8, or a RowError naming the file, line and offending byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RowError(
+            path, line_no, f"not valid UTF-8: byte {raw[err.start]:#04x} at column {err.start + 1}"
+        ) from None
 
 
 def read_twitter(
@@ -104,7 +114,13 @@ def read_twitter(
     rows = read_rows(path, on_error=on_error, stats=stats)
     if view == "aspect":
         for row in rows:
-            doc = _doc_for(vocab, row.words, image_dir / row.image_id, [row], chains)
+            try:
+                doc = _doc_for(vocab, row.words, safe_path(image_dir, row.image_id, path, row.line), [row], chains, stats)
+            except RowError as err:
+                if on_error == "raise":
+                    raise
+                stats.skip(err)
+                continue
             stats.docs += 1
             yield doc
         return
@@ -112,22 +128,37 @@ def read_twitter(
     for row in rows:
         groups.setdefault((row.image_id, row.text), []).append(row)
     for (image_id, _), group in groups.items():
-        doc = _doc_for(vocab, group[0].words, image_dir / image_id, group, chains)
+        try:
+            doc = _doc_for(vocab, group[0].words, safe_path(image_dir, image_id, path, group[0].line), group, chains, stats)
+        except RowError as err:
+            if on_error == "raise":
+                raise
+            stats.skip(err)
+            continue
         stats.docs += 1
         yield doc
 
 
-def _doc_for(vocab: Vocab, words, image_path: Path, rows: List[TweetRow], chains: Optional[ChainIndex]) -> Doc:
+def _doc_for(
+    vocab: Vocab, words, image_path: Path, rows: List[TweetRow], chains: Optional[ChainIndex], stats: ReadStats
+) -> Doc:
     doc = make_doc(vocab, words=words, image=str(image_path))
-    seen = set()
-    spans = []
+    kept: Dict[Tuple[int, int], TweetRow] = {}
     for row in rows:
-        if (row.start, row.end) in seen:
-            continue  # the same mention listed twice
-        seen.add((row.start, row.end))
-        spans.append(Span(doc, row.start, row.end, label=row.label))
+        first = kept.get((row.start, row.end))
+        if first is None:
+            kept[(row.start, row.end)] = row
+        elif first.label != row.label:
+            raise RowError(
+                row.path, row.line,
+                f"aspect {row.aspect!r} is labelled {row.label} here but {first.label} on line {first.line}",
+            )
+        else:
+            stats.duplicates += 1  # the same mention listed twice: one span
+    spans = [Span(doc, row.start, row.end, label=row.label) for row in kept.values()]
     doc.spans[ASPECTS_KEY] = spans
     if chains is not None:
-        for span, row in zip(spans, rows):
+        # Each span with the row it came from (a duplicate row has no span of its own).
+        for span, row in zip(spans, kept.values()):
             chains.attach(span, image_id=row.image_id, aspect=row.aspect, text=row.text)
     return doc

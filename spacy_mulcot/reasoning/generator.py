@@ -17,6 +17,7 @@ from torch import nn
 
 from ..chains import _HEADER, SECTIONS
 from ..labels import POLARITIES
+from ..distill.loss import kd_kl, mix
 from .lm import adapt, check_settings, keep_layers, lm_from_config, load_lm  # noqa: F401  (keep_layers: re-exported)
 
 SYSTEM = (
@@ -187,7 +188,7 @@ class ReasoningGenerator(nn.Module):
         ce = nn.functional.cross_entropy(ce_rows, torch.cat(targets))
         if not soft or not distill_weight or all(s is None for s in soft):
             return ce
-        kl_terms = []
+        students, teachers = [], []
         for i, target in enumerate(soft):
             if target is None:
                 continue
@@ -197,14 +198,12 @@ class ReasoningGenerator(nn.Module):
                     f"soft target token id {int(ids.max())} is outside this LM's vocabulary ({logits.shape[-1]}): "
                     "assistant and student must share a tokenizer"
                 )
-            teacher = torch.as_tensor(target["logits"], device=logits.device).float()
             n = min(len(ids), len(positions[i]))
-            student = logits[i, positions[i][:n]].float().gather(-1, ids[:n])
-            log_q = torch.log_softmax(student / temperature, dim=-1)
-            p = torch.softmax(teacher[:n] / temperature, dim=-1)
-            kl_terms.append((p * (torch.log(p.clamp(min=1e-12)) - log_q)).sum(-1))
-        kl = torch.cat(kl_terms).mean() * temperature**2
-        return (1.0 - distill_weight) * ce + distill_weight * kl
+            # The student's logits for the assistant's top-k tokens at each chain position.
+            students.append(logits[i, positions[i][:n]].float().gather(-1, ids[:n]))
+            teachers.append(torch.as_tensor(target["logits"], device=logits.device).float()[:n])
+        kl = kd_kl(torch.cat(students), torch.cat(teachers), temperature)
+        return mix(ce, kl, distill_weight)
 
     def chain_topk(self, prompts: Sequence[str], chains: Sequence[str], prefix: torch.Tensor, k: int = 8) -> List[dict]:
         """The top-k next-token logits at every chain token (teacher-forced), per chain:

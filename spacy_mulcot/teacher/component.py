@@ -7,6 +7,7 @@ errors) goes to ``doc.user_data["mulcot_teacher"]``. Unmatched and failed items 
 no rationale. Not trainable.
 """
 import io
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
@@ -14,13 +15,21 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.util import minibatch
 
-from ..doc_model import ASPECTS_KEY
+from ..doc_model import ASPECTS_KEY, preview
+from ..images import ImageError
 from ..labels import POLARITIES
+from .backends.base import TeacherError
 from .cache import ReplyCache
 from .enhancement import RunReport, TeacherItem, TeacherResult, TwoStageTeacher
 from .prompting import LEVELS, TeacherPrompt
 
 USER_DATA_KEY = "mulcot_teacher"
+ON_ERROR = ("raise", "warn")
+
+
+class TeacherWarning(UserWarning):
+    """Some items of a batch got no chain (``on_error = "warn"``)."""
+
 DEFAULT_CACHE = Path.home() / ".cache" / "spacy-mulcot" / "teacher.sqlite"
 
 
@@ -39,6 +48,7 @@ DEFAULT_CACHE = Path.home() / ".cache" / "spacy-mulcot" / "teacher.sqlite"
         "keep_existing": True,
         "describe_images": True,
         "batch_size": 64,
+        "on_error": "raise",
     },
 )
 def make_teacher(
@@ -55,6 +65,7 @@ def make_teacher(
     keep_existing: bool,
     describe_images: bool,
     batch_size: int,
+    on_error: str,
 ) -> "MulcotTeacher":
     """level: "aspect" (a chain per span in ``spans_key``, MASC) or "post" (MSC).
     two_stage: re-ask for the gold label where stage 1 disagrees (needs gold labels:
@@ -64,11 +75,16 @@ def make_teacher(
     keep_existing: leave items that already have a rationale (published chains) alone.
     describe_images: for backends that cannot see images, describe the image in words
         from EfficientNet-Lite0's top ImageNet classes.
+    on_error: what happens when a doc's chains cannot be written (its image cannot be
+        read, the server refuses or is down): "raise" stops with an error naming the doc
+        (replies already received stay cached); "warn" marks those items failed, warns
+        once per batch and goes on.
     """
     return MulcotTeacher(
         nlp.vocab, backend, name=name, level=level, spans_key=spans_key, two_stage=two_stage,
         max_retries=max_retries, retry_temperature=retry_temperature, prompt_path=prompt_path,
         cache_path=cache_path, keep_existing=keep_existing, describe_images=describe_images, batch_size=batch_size,
+        on_error=on_error,
     )
 
 
@@ -77,10 +93,13 @@ class MulcotTeacher:
         self, vocab, backend, name: str = "mulcot_teacher", *, level: str = "aspect", spans_key: str = ASPECTS_KEY,
         two_stage: bool = True, max_retries: int = 3, retry_temperature: float = 0.7, prompt_path: Optional[str] = None,
         cache_path: Optional[str] = str(DEFAULT_CACHE), keep_existing: bool = True, describe_images: bool = True,
-        batch_size: int = 64,
+        batch_size: int = 64, on_error: str = "raise",
     ):
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        self.on_error = on_error
         self.vocab = vocab
         self.name = name
         self.backend = backend
@@ -145,28 +164,66 @@ class MulcotTeacher:
         return next(iter(self.pipe([doc])))
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: Optional[int] = None) -> Iterator[Doc]:
+        position = 0
         for docs in minibatch(stream, size=batch_size or self.batch_size):
-            self.annotate(docs)
+            report = self.annotate(docs, offset=position)
+            position += len(docs)
+            if report.aborted or report.stages["failed"]:
+                self._failed(report)
             yield from docs
 
-    def annotate(self, docs: List[Doc], on_item: Optional[Callable[[int, int, TeacherResult], None]] = None) -> RunReport:
+    def _failed(self, report: RunReport) -> None:
+        """Say that chains are missing: raise or warn, as ``on_error`` asks."""
+        failed = report.stages["failed"]
+        message = (
+            f"[{self.name}] {failed} of {report.items} items got no chain"
+            + (f"; {report.aborted}" if report.aborted else "")
+            + (f". First: {report.failures[0]}" if report.failures else "")
+        )
+        if self.on_error == "raise":
+            raise TeacherError(message + " (set on_error='warn' to go on without them)")
+        warnings.warn(message, TeacherWarning)
+
+    def annotate(
+        self,
+        docs: List[Doc],
+        on_item: Optional[Callable[[int, int, TeacherResult], None]] = None,
+        offset: int = 0,
+    ) -> RunReport:
         """Run the teacher over every target of ``docs`` (concurrently) and write the
-        results; returns the run report. ``on_item(doc_index, span_index, result)``."""
+        results; returns the run report. ``on_item(doc_index, span_index, result)``.
+        ``offset``: the position of ``docs[0]`` in the caller's stream (named in errors).
+
+        A doc whose image cannot be read raises (``on_error="raise"``, before any
+        request is sent) or has its items marked failed, unsent (``"warn"``)."""
         keys, items = [], []
+        unsent: List[Tuple[Tuple[int, int], TeacherResult]] = []
         for i, doc in enumerate(docs):
-            targets = self._targets(doc)
+            targets = [t for t in self._targets(doc) if not (t[3] and self.keep_existing)]
             if not targets:
                 continue
-            image, mime, description = self._image(doc)
-            for j, aspect, gold, existing in targets:
-                if existing and self.keep_existing:
-                    continue
+            try:
+                image, mime, description = self._image(doc)
+            except ImageError as err:
+                message = f"{self.name}: doc {offset + i} ({preview(doc)}): {err}"
+                if self.on_error == "raise":
+                    raise ImageError(message + " (set on_error='warn' to skip such docs)") from None
+                unsent.extend(((i, j), TeacherResult(status="failed", error=message)) for j, *_ in targets)
+                continue
+            for j, aspect, gold, _ in targets:
                 keys.append((i, j))
                 items.append(TeacherItem(doc.text, aspect, gold, image, mime, description))
         callback = (lambda k, r: on_item(*keys[k], r)) if on_item else None
         results, report = self.runner.run(items, progress=self.progress, on_result=callback)
         for (i, j), result in zip(keys, results):
             self._write(docs[i], j, result)
+        for (i, j), result in unsent:
+            self._write(docs[i], j, result)
+            report.items += 1
+            report.stages["failed"] += 1
+            report.failures.append(result.error)
+            if on_item is not None:
+                on_item(i, j, result)
         self.last_report = report
         return report
 
@@ -195,3 +252,4 @@ class MulcotTeacher:
 
     def from_bytes(self, data: bytes, *, exclude=tuple()):
         return self
+

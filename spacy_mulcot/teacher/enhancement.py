@@ -109,6 +109,7 @@ class TwoStageTeacher:
         self._lock = threading.Lock()
         self._consecutive = 0
         self._stop = threading.Event()
+        self._unexpected: Optional[str] = None
 
     # ---- one request --------------------------------------------------------
 
@@ -138,9 +139,11 @@ class TwoStageTeacher:
                 reply = self.backend.complete(request)
             except TeacherError as e:
                 with self._lock:
+                    report.retries += e.retries
                     self._consecutive = self._consecutive + 1 if e.transient else 0
                     if self._consecutive >= self.max_consecutive_failures:
                         self._stop.set()
+                result.retries += e.retries
                 raise
             with self._lock:
                 self._consecutive = 0
@@ -180,6 +183,11 @@ class TwoStageTeacher:
             result.status, result.error, result.transient = "failed", str(e), True
         except TeacherError as e:
             result.status, result.error, result.transient = "failed", str(e), e.transient
+        except Exception as e:  # a bug or a backend that broke its contract: stop asking
+            result.status, result.error = "failed", f"{type(e).__name__}: {e}"
+            with self._lock:
+                self._unexpected = self._unexpected or result.error
+            self._stop.set()
         return result
 
     # ---- many items ---------------------------------------------------------
@@ -197,6 +205,7 @@ class TwoStageTeacher:
         start = time.perf_counter()
         self._stop.clear()
         self._consecutive = 0
+        self._unexpected: Optional[str] = None
         with ThreadPoolExecutor(max_workers=max(1, int(self.backend.max_concurrency))) as pool:
             futures = {pool.submit(self.run_item, item, report): i for i, item in enumerate(items)}
             bar = tqdm(total=len(items), desc="teacher", unit="item", disable=not progress or None, dynamic_ncols=True)
@@ -215,8 +224,10 @@ class TwoStageTeacher:
             bar.close()
         report.seconds = time.perf_counter() - start
         if self._stop.is_set():
-            report.aborted = (
-                f"stopped after {self.max_consecutive_failures} transient failures in a row "
-                f"(is the server up?); {report.items - report.stages['failed']} items finished and are cached"
-            )
+            finished = report.items - report.stages["failed"]
+            if self._consecutive >= self.max_consecutive_failures:
+                why = f"{self.max_consecutive_failures} transient failures in a row (is the server up?)"
+            else:
+                why = f"an unexpected error ({self._unexpected})"
+            report.aborted = f"stopped after {why}; {finished} items finished and are cached"
         return results, report

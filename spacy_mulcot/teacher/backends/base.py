@@ -34,8 +34,12 @@ class TeacherError(RuntimeError):
 
     transient: True when the cause was the server being unreachable or overloaded
     (the runner stops after many of these in a row instead of burning the queue).
+
+    retries: transient failures retried before the request failed for good (counted
+    in the run report like a successful reply's).
     """
 
-    def __init__(self, message: str, transient: bool = False):
+    def __init__(self, message: str, transient: bool = False, retries: int = 0):
         super().__init__(message)
         self.transient = transient
+        self.retries = retries

@@ -12,6 +12,8 @@ import random
 import time
 from typing import Optional
 
+from openai.types.chat import ChatCompletion
+
 from .base import TeacherError, TeacherReply, TeacherRequest
 
 SYSTEM = "You are a careful annotator of sentiment in social-media posts."
@@ -41,6 +43,8 @@ class OpenAICompatible:
             raise ImportError("mulcot.OpenAICompatible.v1 needs the openai package: pip install openai") from e
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        # As the openai client does: no base_url given → $OPENAI_BASE_URL, else OpenAI.
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         api_key = os.environ.get(api_key_env) if api_key_env else None
         if api_key_env and not api_key and base_url is None:
             raise ValueError(
@@ -93,17 +97,25 @@ class OpenAICompatible:
                 if e.status_code >= 500:
                     transient = e
                 else:
-                    raise TeacherError(f"{self.base_url} refused the request ({e.status_code}): {_short(e)}") from e
+                    raise TeacherError(
+                        f"{self.base_url} refused the request ({e.status_code}): {_short(e)}", retries=retries
+                    ) from e
+            except (openai.APIResponseValidationError, ValueError) as e:
+                # A 200 whose body is not a chat completion (invalid JSON, a proxy's page).
+                raise _malformed(self.base_url, f"{type(e).__name__}: {_short(e)}", retries) from e
             if retries >= self.max_retries:
                 raise TeacherError(
                     f"{self.base_url} failed {retries + 1} times ({type(transient).__name__}: {_short(transient)})",
                     transient=True,
+                    retries=retries,
                 ) from transient
             # Exponential backoff with jitter.
             time.sleep(self.backoff * (2 ** retries) * (0.5 + random.random()))
             retries += 1
+        if not isinstance(response, ChatCompletion):
+            raise _malformed(self.base_url, f"got {type(response).__name__} {_short(repr(response), 80)}", retries)
         if not response.choices or response.choices[0].message.content is None:
-            raise TeacherError(f"{self.base_url} returned no text for the request")
+            raise TeacherError(f"{self.base_url} returned no text for the request", retries=retries)
         usage = response.usage
         return TeacherReply(
             text=response.choices[0].message.content,
@@ -111,6 +123,17 @@ class OpenAICompatible:
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
             retries=retries,
         )
+
+
+def _malformed(base_url: str, what: str, retries: int) -> TeacherError:
+    """A reply that is not a chat completion: the server (or a proxy before it) is
+    misbehaving, so it counts as transient (enough in a row stop the run)."""
+    return TeacherError(
+        f"{base_url} answered with something that is not a chat completion ({what}); is base_url an "
+        "OpenAI-compatible /v1 endpoint?",
+        transient=True,
+        retries=retries,
+    )
 
 
 def _short(error: Exception, limit: int = 200) -> str:

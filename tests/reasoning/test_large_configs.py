@@ -14,11 +14,11 @@ from spacy_mulcot.architectures import generator_of
 from spacy_mulcot.readers.corpus import make_example
 from spacy_mulcot.reasoning import reasoning_generator_v1
 
-from .test_distillation import cli, read
-from .test_mulcot import fresh, train
-from .test_mulcot_reasoning import gold_docs
+from ..distill.test_distillation import cli, read
+from ..components.test_mulcot import fresh, train
+from ..components.test_mulcot_reasoning import gold_docs
 
-CONFIGS = Path(__file__).parents[1] / "configs"
+CONFIGS = Path(__file__).parents[2] / "configs"
 
 
 def _tiny_vlm(kind: str, tokenizer, folder: Path) -> Path:

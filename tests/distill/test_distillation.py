@@ -15,8 +15,8 @@ from spacy.tokens import DocBin
 from spacy_mulcot.architectures import generator_of
 from spacy_mulcot.readers.corpus import make_example
 
-from .test_mulcot import fresh, train
-from .test_mulcot_reasoning import CHAINS, build_nlp, gold_docs
+from ..components.test_mulcot import fresh, train
+from ..components.test_mulcot_reasoning import CHAINS, build_nlp, gold_docs
 
 
 @pytest.fixture(scope="module")

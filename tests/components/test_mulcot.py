@@ -9,7 +9,7 @@ import spacy
 from spacy_mulcot.doc_model import make_doc, set_aspects
 from spacy_mulcot.readers.corpus import make_example
 
-from .conftest import make_image
+from ..conftest import make_image
 
 TRANSFORMER = {
     "model": {
@@ -213,7 +213,7 @@ def test_bad_gold_label_is_refused(tmp_path):
 def test_cpu_config_builds_a_pipeline():
     from pathlib import Path
 
-    config = spacy.util.load_config(Path(__file__).parents[1] / "configs" / "mulcot_cpu.cfg")
+    config = spacy.util.load_config(Path(__file__).parents[2] / "configs" / "mulcot_cpu.cfg")
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     assert nlp.pipe_names == ["transformer", "mulcot_image", "mulcot"]
 
@@ -248,3 +248,42 @@ def test_balance_aspects_weights_rare_polarities_up(tmp_path):
     assert sum(weights.values()) / 3 == pytest.approx(1.0)
     mulcot.cfg["balance_aspects"] = 0.0
     assert mulcot._class_weights(make_example(d) for d in gold) == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_whitespace_tokens_are_never_aspects(trained):
+    """A double space is a token of its own in spaCy; a tagger that says B everywhere
+    (forced here through its bias) must still give no whitespace aspect."""
+    import torch
+
+    from spacy_mulcot.architectures import net_shim
+
+    nlp, _, _ = trained
+    tagger = net_shim(nlp.get_pipe("mulcot").model).net.tagger
+    saved = tagger.bias.detach().clone()
+    try:
+        with torch.no_grad():
+            tagger.bias.copy_(torch.tensor([-50.0, 50.0, -50.0]))
+        doc = nlp("Loving  the new Tesla , what a car !")
+        assert any(t.is_space for t in doc)
+        aspects = [s.text for s in doc.spans["aspects"]]
+        assert "Tesla" in aspects and all(s.text.strip() for s in doc.spans["aspects"]), aspects
+        assert list(nlp("   ").spans["aspects"]) == []
+    finally:
+        with torch.no_grad():
+            tagger.bias.copy_(saved)
+
+
+def test_bio_decode_keeps_outside_tokens_out():
+    from spacy_mulcot import bio
+
+    log_probs = numpy.log(numpy.array([[0.1, 0.8, 0.1]] * 3, dtype="float32"))
+    assert bio.decode(log_probs) == [(0, 1), (1, 2), (2, 3)]
+    assert bio.decode(log_probs, outside=[False, True, False]) == [(0, 1), (2, 3)]
+    with pytest.raises(ValueError, match="2 'outside' flags for 3 tokens"):
+        bio.decode(log_probs, outside=[False, True])
+
+
+def test_unknown_per_call_setting_is_refused(trained):
+    nlp, gold, _ = trained
+    with pytest.raises(TypeError, match="unknown setting"):
+        list(nlp.pipe(fresh(nlp, gold), component_cfg={"mulcot": {"generate_chains": True}}))

@@ -109,15 +109,12 @@ def test_force_prediction_agrees_with_the_parser_on_every_shape():
     assert "my prediction: neutral, clearly" in forced
 
 
-def test_force_prediction_on_the_shared_chains():
-    from pathlib import Path
+def test_force_prediction_on_the_shared_chains(twitter15):
     import json
 
     from spacy_mulcot.chains import parse_chain
 
-    path = Path(__file__).parents[2] / "shared" / "data" / "twitter2015" / "reasoning" / "dev.json"
-    if not path.exists():
-        pytest.skip("shared data absent")
+    path = twitter15 / "reasoning" / "dev.json"
     for record in json.loads(path.read_text())[:300]:
         for label in ("POS", "NEU", "NEG"):
             assert parse_chain(force_prediction(record["cot"], label)).prediction == label
