@@ -1,6 +1,6 @@
 """Accuracy and speed of a trained ``mulcot`` pipeline on a test corpus.
 
-Accuracy: ``spacy_mulcot.evaluation`` (the ``evaluate`` CLI): one pass over the
+Accuracy: ``spacy_mulcot.evaluation.systems`` (the ``evaluate`` CLI): one pass over the
 corpus in both modes (aspects extracted: MATE, JMASA; gold aspects given: MASC),
 without the teacher chains (they were written knowing the gold label). Speed: ``nlp.pipe`` over the same posts built from text and image only,
 image encoder included (its cache cleared before every run), median of ``--runs``.
@@ -10,8 +10,6 @@ Peak memory is the process's maximum RSS. Run one process per model.
         --name "mulcot (text+image)" --output metrics/cpu_test.json
 """
 import json
-import resource
-import statistics
 import time
 from pathlib import Path
 from typing import Optional
@@ -22,9 +20,8 @@ import typer
 
 from _report import machine, write_report
 
-from spacy_mulcot.evaluation import evaluate_pipeline
+from spacy_mulcot.evaluation.systems import count_parameters, evaluate_pipeline, median, peak_rss_mb, throughput
 from spacy_mulcot.readers import read_docbin
-from spacy_mulcot.readers.corpus import make_example
 
 
 def main(
@@ -37,21 +34,13 @@ def main(
     batch_size: int = typer.Option(64, help="nlp.pipe batch size"),
 ):
     nlp = spacy.load(model)
-    image = nlp.get_pipe("mulcot_image") if "mulcot_image" in nlp.pipe_names else None
+    quiet = {"mulcot": {"generate_reasoning": False}} if "mulcot" in nlp.pipe_names else None
     start = time.perf_counter()
-    evaluation = evaluate_pipeline(nlp, corpus, image_dir=image_dir, batch_size=batch_size)
+    evaluation = evaluate_pipeline(nlp, corpus, image_dir=image_dir, batch_size=batch_size, component_cfg=quiet)
     eval_s = time.perf_counter() - start
     posts = list(read_docbin(corpus, nlp))
-    timings = []
-    for run in range(runs):
-        if image is not None:
-            image.clear_cache()
-        fresh = [make_example(doc, given_aspects=False, image_dir=image_dir, rationales=False).predicted for doc in posts]
-        start = time.perf_counter()
-        for _ in nlp.pipe(fresh, batch_size=batch_size):
-            pass
-        timings.append(time.perf_counter() - start)
-        typer.echo(f"run {run + 1}/{runs}: {len(posts) / timings[-1]:.1f} docs/s", err=True)
+    rates = throughput(nlp, posts, runs=runs, batch_size=batch_size, image_dir=image_dir, component_cfg=quiet)
+    params = count_parameters(nlp)
     result = {
         "name": name or str(model),
         "model": str(model),
@@ -59,10 +48,12 @@ def main(
         "n_posts": evaluation["n_posts"],
         "n_gold_aspects": evaluation["n_gold_aspects"],
         "scores": evaluation["scores"],
-        "docs_per_s": round(len(posts) / statistics.median(timings), 2),
-        "docs_per_s_runs": [round(len(posts) / t, 2) for t in timings],
+        "params": params,
+        "params_m": round(params / 1e6, 2),
+        "docs_per_s": round(median(rates), 2),
+        "docs_per_s_runs": [round(r, 2) for r in rates],
         "eval_seconds": round(eval_s, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "machine": machine(),
         "torch": torch.__version__,
     }

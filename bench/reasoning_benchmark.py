@@ -31,7 +31,7 @@ from spacy_mulcot.chains import parse_chain
 from spacy_mulcot.readers import read_docbin
 from spacy_mulcot.readers.corpus import make_example
 from spacy_mulcot.reasoning import force_prediction
-from spacy_mulcot.reasoning.metrics import label_consistency, reasoning_metrics
+from spacy_mulcot.evaluation.reasoning import label_consistency, reasoning_metrics
 
 
 def main(
@@ -51,8 +51,6 @@ def main(
     generator = generator_of(pipe.model)
     if generator is None:
         raise typer.BadParameter(f"{model} has no reasoning generator")
-    pipe.cfg["reasoning_targets"] = "aspects"
-    pipe.cfg["max_new_tokens"] = max_new_tokens
     gold = [d for d in read_docbin(corpus, nlp) if len(d.spans.get("aspects", []))]
     if sample and sample < len(gold):
         gold = random.Random(seed).sample(gold, sample)
@@ -60,15 +58,16 @@ def main(
 
     report = {"model": str(model), "corpus": str(corpus), "machine": machine(), "sample_seed": seed}
     if quality:
-        report["quality"] = _quality(nlp, pipe, gold, inputs)
+        report["quality"] = _quality(nlp, gold, inputs, max_new_tokens)
     if runs:
         report["speed"] = _speed(nlp, pipe, generator, inputs[:speed_docs], speed_tokens, runs)
     write_report(report, output)
 
 
-def _quality(nlp, pipe, gold, inputs):
+def _quality(nlp, gold, inputs, max_new_tokens):
+    settings = {"generate_reasoning": True, "reasoning_targets": "aspects", "max_new_tokens": max_new_tokens}
     start = time.perf_counter()
-    docs = list(tqdm(nlp.pipe(inputs, batch_size=32, component_cfg={"mulcot": {"generate_reasoning": True}}), total=len(inputs), desc="chains", unit="post"))
+    docs = list(tqdm(nlp.pipe(inputs, batch_size=32, component_cfg={"mulcot": settings}), total=len(inputs), desc="chains", unit="post"))
     seconds = time.perf_counter() - start
     generated, references, classifier, labels, has_image, examples = [], [], [], [], [], []
     for doc, ref in zip(docs, gold):
@@ -104,16 +103,15 @@ def _speed(nlp, pipe, generator, inputs, speed_tokens, runs):
     n_items = sum(len(d.spans["aspects"]) for d in pre)
     eos = generator.lm.generation_config.eos_token_id
     generator.lm.generation_config.eos_token_id = None
-    pipe.cfg["max_new_tokens"] = speed_tokens
     rows = []
     try:
         for run in range(runs):
             for dtype in (None, "bfloat16"):
                 for batch in (1, 16):
-                    pipe.cfg["generation_dtype"] = dtype
-                    pipe.cfg["generation_batch_size"] = batch
+                    settings = {"generate_reasoning": True, "reasoning_targets": "aspects", "max_new_tokens": speed_tokens,
+                                "generation_dtype": dtype or "float32", "generation_batch_size": batch}
                     start = time.perf_counter()
-                    list(pipe.pipe([d.copy() for d in pre], generate_reasoning=True, batch_size=len(pre)))
+                    list(pipe.pipe([d.copy() for d in pre], batch_size=len(pre), **settings))
                     secs = time.perf_counter() - start
                     rows.append({"dtype": dtype or "float32", "batch": batch, "run": run, "seconds": secs})
                     typer.echo(f"run {run + 1} {dtype or 'float32'} batch {batch}: {n_items * speed_tokens / secs:.1f} tokens/s", err=True)

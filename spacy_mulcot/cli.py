@@ -191,7 +191,7 @@ def evaluate(
     """MASC, MATE, JMASA and post-sentiment scores of a trained pipeline, with images.
 
     Use this rather than `spacy evaluate`, whose reader keeps only the text."""
-    from .evaluation import evaluate_pipeline
+    from .evaluation.systems import evaluate_pipeline
 
     nlp = spacy.load(model)
     result = evaluate_pipeline(nlp, corpus, image_dir=image_dir, rationales=rationales, batch_size=batch_size)
@@ -430,7 +430,7 @@ def benchmark(
 ):
     """One system's record for the distillation report: MASC/MATE/JMASA on the whole
     corpus, MASC confusion, reasoning metrics on a sample, parameters, docs/s, peak memory."""
-    from .report import evaluate_system
+    from .evaluation.systems import evaluate_system
 
     nlp = spacy.load(model)
     record = evaluate_system(nlp, corpus, name=name or model.parent.name or str(model), reasoning_sample=reasoning_sample,
@@ -452,7 +452,7 @@ def zero_shot(
 ):
     """The zero-shot baseline: a small local LM given the teacher's prompt (stage 1, no
     gold), scored like the trained systems (MASC from its chain's Prediction)."""
-    from .report import zero_shot_system
+    from .evaluation.systems import zero_shot_system
 
     record = zero_shot_system(model, corpus, name=name or None, sample=sample, seed=seed, max_new_tokens=max_new_tokens)
     _write_json(record, output)

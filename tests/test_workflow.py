@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 from spacy_mulcot.cli import app
 from spacy_mulcot.doc_model import make_doc
 from spacy_mulcot.readers import read_docbin
-from spacy_mulcot.report import markdown_table, masc_scores, write_report
+from spacy_mulcot.evaluation.scores import masc_scores
+from spacy_mulcot.evaluation.tables import markdown_table
+from spacy_mulcot.report import write_report
 
 from .conftest import make_image
 

@@ -140,7 +140,8 @@ def make_mulcot(
         {"generate_reasoning": True}})``).
     reasoning_targets: "aspects", "post" or "both".
     max_new_tokens / generation_batch_size / generation_dtype: greedy decoding limits,
-        chains decoded together, and the LM copy's type ("bfloat16": ~2x faster on CPU).
+        chains decoded together, and the LM copy's type ("bfloat16": ~2x faster on CPU;
+        null or "float32": the trained weights as they are).
     guarantee_label: rewrite each chain's ``Prediction`` to the classifier's label, so
         chain and classifier always agree.
     distill_weight / distill_temperature: λ and T of MulCoT-RD's distillation loss,

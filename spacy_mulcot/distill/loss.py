@@ -34,4 +34,4 @@ def distill_rows(
     kl.backward()
     d_soft = numpy.zeros_like(d_hard)
     d_soft[rows] = student.grad.numpy()
-    return float(mix(hard_loss, float(kl), weight)), mix(d_hard, d_soft, weight)
+    return float(mix(hard_loss, kl.item(), weight)), mix(d_hard, d_soft, weight)

@@ -8,7 +8,7 @@ from spacy.training import Example
 from spacy_mulcot import bio
 from spacy_mulcot.rationale import chain_units
 from spacy_mulcot.readers.corpus import MulcotCorpus, make_example
-from spacy_mulcot.scorer import macro_f1, score_mulcot
+from spacy_mulcot.evaluation.scores import macro_f1, score_mulcot
 
 
 def _doc(nlp, text, spans, source=None, cats=None):

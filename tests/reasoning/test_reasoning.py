@@ -75,7 +75,7 @@ def test_force_prediction_makes_the_chain_agree():
 
 
 def test_reasoning_metrics_reward_the_right_chain():
-    from spacy_mulcot.reasoning.metrics import distinct_n, label_consistency, reasoning_metrics
+    from spacy_mulcot.evaluation.reasoning import distinct_n, label_consistency, reasoning_metrics
 
     refs = CHAINS
     same = reasoning_metrics(refs, refs, classifier=["POS", "NEG"], gold=["POS", "NEG"])
