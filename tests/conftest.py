@@ -93,3 +93,23 @@ def tiny_lm_path(tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def workflow_overrides(command: str, **variables) -> dict:
+    """The config overrides (``components.*``) that project.yml's ``command`` passes to
+    ``spacy train``, with the project's vars overridden by ``variables``: tests build
+    the student exactly as the shipped workflow does."""
+    import shlex
+
+    from spacy.cli._util import parse_config_overrides
+    from weasel.util import load_project_config
+
+    root = Path(__file__).resolve().parents[1]
+    config = load_project_config(root, overrides={f"vars.{k}": v for k, v in variables.items()})
+    script = next(c for c in config["commands"] if c["name"] == command)["script"][0]
+    args = shlex.split(script)
+    pairs = []
+    for flag, value in zip(args, args[1:]):
+        if flag.startswith("--components."):
+            pairs += [flag, value]
+    return parse_config_overrides(pairs)

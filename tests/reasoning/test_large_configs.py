@@ -1,10 +1,11 @@
-"""The GPU-scale configs (``assistant_gpu.cfg``: Qwen2.5-VL-7B + LoRA; ``student_gpu.cfg``:
-Qwen2.5-VL-3B + LoRA, distilled) run here on the CPU with tiny random Qwen2.5-VL /
+"""The GPU-scale config (``assistant_gpu.cfg``: Qwen2.5-VL-7B + LoRA; with project.yml's
+student overrides: Qwen2.5-VL-3B + LoRA, distilled) run here on the CPU with tiny random Qwen2.5-VL /
 Qwen2-VL models and a tiny CLIP built in the test (no download), so the code path GPU
 users take is known to run: the VLM loads as a generator, only the LoRA adapters train,
 save → load gives the same chains, the merged export loads as a plain HF model, and the
 student learns from the assistant's stored soft targets."""
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import spacy
@@ -17,6 +18,7 @@ from spacy_mulcot.reasoning import reasoning_generator_v1
 from ..distill.test_distillation import cli, read
 from ..components.test_mulcot import fresh, train
 from ..components.test_mulcot_reasoning import gold_docs
+from ..conftest import workflow_overrides
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 
@@ -57,10 +59,11 @@ def tiny_models(tiny_lm_path, tmp_path_factory):  # tiny_lm_path: skips without 
     }
 
 
-def gpu_config_nlp(name: str, lm: Path, clip: Path, **mulcot):
-    """configs/NAME.cfg as shipped, with its hub models swapped for local tiny ones and
-    the CPU as device."""
+def gpu_config_nlp(name: str, lm: Path, clip: Path, extra: Optional[dict] = None, **mulcot):
+    """configs/NAME.cfg as shipped (plus ``extra`` overrides), with its hub models
+    swapped for local tiny ones and the CPU as device."""
     overrides = {
+        **(extra or {}),
         "components.transformer.model.name": "all-MiniLM-L6-v2",
         "components.mulcot_image.encoder.name": str(clip),
         "components.mulcot_image.encoder.device": "cpu",
@@ -139,7 +142,8 @@ def test_student_config_distills_from_the_stored_soft_targets(assistant, tiny_mo
     cli("soft-targets", assistant["dir"] / "model", assistant["dir"] / "train.spacy", tmp_path / "soft.spacy", "--top-k", "4")
     docs = read(tmp_path / "soft.spacy")
     assert all(s._.chain_topk for d in docs for s in d.spans["aspects"])
-    student = gpu_config_nlp("student_gpu", tiny_models["qwen2_vl"], tiny_models["clip"])
+    overrides = workflow_overrides("distill-student", student_generator=str(tiny_models["qwen2_vl"]), student_layers=0)
+    student = gpu_config_nlp("assistant_gpu", tiny_models["qwen2_vl"], tiny_models["clip"], overrides)
     pipe = student.get_pipe("mulcot")
     assert pipe.cfg["distill_weight"] == 0.5
     lm = generator_of(pipe.model).lm
@@ -170,3 +174,18 @@ def test_vlm_generator_keeps_fewer_layers_and_refuses_bad_settings(tiny_models, 
         reasoning_generator_v1(str(tiny_models["qwen2_vl"]), lora={"target_modules": ["no_such_proj"]})
     with pytest.raises(TypeError, match="cannot write chains"):
         reasoning_generator_v1(str(tiny_models["clip"]))
+
+
+@pytest.mark.parametrize("name", ["mulcot_gpu", "assistant_gpu"])
+def test_gpu_configs_pass_spacy_debug_config(name, tiny_models, capsys):
+    from spacy.cli.debug_config import debug_config
+
+    overrides = {
+        "components.transformer.model.name": "all-MiniLM-L6-v2",
+        "components.mulcot_image.encoder.name": str(tiny_models["clip"]),
+        "components.mulcot_image.encoder.device": "cpu",
+    }
+    if name == "assistant_gpu":
+        overrides["components.mulcot.model.generator.name"] = str(tiny_models["qwen2_5_vl"])
+    debug_config(CONFIGS / f"{name}.cfg", overrides=overrides)
+    assert "Config is valid" in capsys.readouterr().out
