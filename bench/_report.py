@@ -1,4 +1,5 @@
 """What every benchmark script records about the run and how it writes its JSON."""
+
 import json
 import platform
 from pathlib import Path

@@ -6,6 +6,7 @@ does the same work; tokens/s counts generated tokens. Median of ``--runs``.
 
     python bench/generation_speed.py corpus/twitter2015/sentence/test.spacy --output metrics/generation_speed.json
 """
+
 import json
 import statistics
 import time
@@ -15,7 +16,6 @@ from typing import Optional
 import spacy
 import torch
 import typer
-
 from _report import machine, write_report
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -35,13 +35,18 @@ def main(
     docs = [d for _, d in zip(range(n_docs), read_docbin(corpus, nlp))]
     path = resolve_model_path("SmolLM2-135M-Instruct")
     tokenizer = AutoTokenizer.from_pretrained(path)
-    prompts = [build_prompt(tokenizer, d.text, d.spans["aspects"][0].text if len(d.spans.get("aspects", [])) else None) for d in docs]
+    prompts = [
+        build_prompt(tokenizer, d.text, d.spans["aspects"][0].text if len(d.spans.get("aspects", [])) else None)
+        for d in docs
+    ]
     regions = torch.randn(len(docs), 49, 1280)
     has_image = torch.ones(len(docs), dtype=torch.bool)
     results = []
     gens = {}
     for dtype in ("fp32", "bf16"):
-        lm = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32 if dtype == "fp32" else torch.bfloat16).eval()
+        lm = AutoModelForCausalLM.from_pretrained(
+            path, torch_dtype=torch.float32 if dtype == "fp32" else torch.bfloat16
+        ).eval()
         lm.generation_config.eos_token_id = None  # fixed length: same work in every setting
         gen = ReasoningGenerator(lm, tokenizer).eval()
         gen.image_proj.to(lm.dtype)
@@ -53,21 +58,36 @@ def main(
                 with torch.inference_mode():
                     for i in range(0, len(docs), batch):
                         prefix = gen.prefix(regions[i : i + batch].to(gen.lm.dtype), has_image[i : i + batch])
-                        gen.generate(prompts[i : i + batch], prefix, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+                        gen.generate(
+                            prompts[i : i + batch], prefix, max_new_tokens=new_tokens, min_new_tokens=new_tokens
+                        )
                 seconds = time.perf_counter() - start
                 results.append({"dtype": dtype, "batch": batch, "run": run, "seconds": seconds})
-                typer.echo(f"run {run + 1} {dtype} batch {batch}: {len(docs) * new_tokens / seconds:.1f} tokens/s", err=True)
+                typer.echo(
+                    f"run {run + 1} {dtype} batch {batch}: {len(docs) * new_tokens / seconds:.1f} tokens/s", err=True
+                )
     table = []
     base = None
     for dtype in gens:
         for batch in (1, 8, len(docs)):
             secs = statistics.median(r["seconds"] for r in results if r["dtype"] == dtype and r["batch"] == batch)
-            row = {"dtype": dtype, "batch": batch, "tokens_per_s": round(len(docs) * new_tokens / secs, 1), "docs_per_s": round(len(docs) / secs, 2)}
+            row = {
+                "dtype": dtype,
+                "batch": batch,
+                "tokens_per_s": round(len(docs) * new_tokens / secs, 1),
+                "docs_per_s": round(len(docs) / secs, 2),
+            }
             base = base or row["tokens_per_s"]
             row["ratio_vs_fp32_one_by_one"] = round(row["tokens_per_s"] / base, 2)
             table.append(row)
-    report = {"n_docs": len(docs), "new_tokens": new_tokens, "runs": runs, "table": table,
-              "machine": machine(), "torch": torch.__version__}
+    report = {
+        "n_docs": len(docs),
+        "new_tokens": new_tokens,
+        "runs": runs,
+        "table": table,
+        "machine": machine(),
+        "torch": torch.__version__,
+    }
     typer.echo(json.dumps(report, indent=2))
     write_report(report, output)
 

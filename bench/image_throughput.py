@@ -3,6 +3,7 @@ batched vs one-by-one and fp32 vs bf16, measured side by side in one process.
 
     python bench/image_throughput.py corpus/twitter2015/sentence/test.spacy --output metrics/image_throughput.json --runs 5
 """
+
 import json
 import platform
 import resource
@@ -15,7 +16,6 @@ import numpy
 import spacy
 import torch
 import typer
-
 from _report import write_report
 
 from spacy_mulcot.readers import read_docbin
@@ -64,16 +64,24 @@ def main(
     images = [d._.image.load() for d in docs[:32]]
     fp32 = pipelines[("fp32", 8)].get_pipe("mulcot_image").encoder.encode(images)
     bf16 = pipelines[("bf16", 8)].get_pipe("mulcot_image").encoder.encode(images)
-    cosines = [float(numpy.dot(a[1], b[1]) / (numpy.linalg.norm(a[1]) * numpy.linalg.norm(b[1]) + 1e-12)) for a, b in zip(fp32, bf16)]
+    cosines = [
+        float(numpy.dot(a[1], b[1]) / (numpy.linalg.norm(a[1]) * numpy.linalg.norm(b[1]) + 1e-12))
+        for a, b in zip(fp32, bf16)
+    ]
     agreement = {"images": len(images), "min_cosine": min(cosines), "median_cosine": statistics.median(cosines)}
     typer.echo(f"bf16 vs fp32 pooled features: {agreement}")
     base = results["fp32_batch1"]["docs_per_s"]
     for key, value in results.items():
         value["ratio_vs_fp32_batch1"] = value["docs_per_s"] / base
     report = {
-        "corpus": str(corpus), "docs": len(docs), "runs": runs, "torch_threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "python": platform.python_version(),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "results": results,
+        "corpus": str(corpus),
+        "docs": len(docs),
+        "runs": runs,
+        "torch_threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "python": platform.python_version(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "results": results,
         "bf16_vs_fp32": agreement,
     }
     typer.echo(json.dumps({k: round(v["ratio_vs_fp32_batch1"], 2) for k, v in results.items()}))

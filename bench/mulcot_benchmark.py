@@ -9,6 +9,7 @@ Peak memory is the process's maximum RSS. Run one process per model.
     python bench/mulcot_benchmark.py training/cpu/model-best corpus/twitter2015/sentence/test.spacy \
         --name "mulcot (text+image)" --output metrics/cpu_test.json
 """
+
 import json
 import time
 from pathlib import Path
@@ -17,7 +18,6 @@ from typing import Optional
 import spacy
 import torch
 import typer
-
 from _report import machine, write_report
 
 from spacy_mulcot.evaluation.systems import count_parameters, evaluate_pipeline, median, peak_rss_mb, throughput

@@ -14,6 +14,7 @@ work), one-by-one vs batched, fp32 vs bf16; median of ``--runs``, side by side.
     python bench/reasoning_benchmark.py training/reasoning/model-best \\
         corpus/twitter2015/sentence/test.spacy --sample 120 --output metrics/reasoning_test.json
 """
+
 import random
 import statistics
 import time
@@ -22,16 +23,15 @@ from typing import Optional
 
 import spacy
 import typer
-from tqdm import tqdm
-
 from _report import machine, write_report
+from tqdm import tqdm
 
 from spacy_mulcot.architectures import generator_of
 from spacy_mulcot.chains import parse_chain
+from spacy_mulcot.evaluation.reasoning import label_consistency, reasoning_metrics
 from spacy_mulcot.readers import read_docbin
 from spacy_mulcot.readers.corpus import make_example
 from spacy_mulcot.reasoning import force_prediction
-from spacy_mulcot.evaluation.reasoning import label_consistency, reasoning_metrics
 
 
 def main(
@@ -67,7 +67,14 @@ def main(
 def _quality(nlp, gold, inputs, max_new_tokens):
     settings = {"generate_reasoning": True, "reasoning_targets": "aspects", "max_new_tokens": max_new_tokens}
     start = time.perf_counter()
-    docs = list(tqdm(nlp.pipe(inputs, batch_size=32, component_cfg={"mulcot": settings}), total=len(inputs), desc="chains", unit="post"))
+    docs = list(
+        tqdm(
+            nlp.pipe(inputs, batch_size=32, component_cfg={"mulcot": settings}),
+            total=len(inputs),
+            desc="chains",
+            unit="post",
+        )
+    )
     seconds = time.perf_counter() - start
     generated, references, classifier, labels, has_image, examples = [], [], [], [], [], []
     for doc, ref in zip(docs, gold):
@@ -80,17 +87,32 @@ def _quality(nlp, gold, inputs, max_new_tokens):
             labels.append(ref_span.label_)
             has_image.append(doc._.image_features is not None)
             if len(examples) < 5:
-                examples.append({"text": doc.text, "aspect": span.text, "gold": ref_span.label_, "classifier": span.label_, "chain": span._.reasoning, "teacher": ref_span._.rationale})
+                examples.append(
+                    {
+                        "text": doc.text,
+                        "aspect": span.text,
+                        "gold": ref_span.label_,
+                        "classifier": span.label_,
+                        "chain": span._.reasoning,
+                        "teacher": ref_span._.rationale,
+                    }
+                )
     metrics = reasoning_metrics(generated, references, classifier, labels)
     guaranteed = [force_prediction(c, l) for c, l in zip(generated, classifier)]
     metrics["with_guarantee"] = label_consistency(guaranteed, classifier, labels)
     parsed = [parse_chain(c) for c in generated]
     metrics["complete_sections"] = 100.0 * sum(p.complete for p in parsed) / max(1, len(parsed))
     with_image = [p for p, h in zip(parsed, has_image) if h]
-    metrics["image_analysis_when_image"] = 100.0 * sum(bool(p.sections.get("Image_analysis")) for p in with_image) / max(1, len(with_image))
+    metrics["image_analysis_when_image"] = (
+        100.0 * sum(bool(p.sections.get("Image_analysis")) for p in with_image) / max(1, len(with_image))
+    )
     quality = {
-        "posts": len(gold), "aspects": len(generated), "seconds": seconds,
-        "aspects_per_second": len(generated) / seconds, "metrics": metrics, "examples": examples,
+        "posts": len(gold),
+        "aspects": len(generated),
+        "seconds": seconds,
+        "aspects_per_second": len(generated) / seconds,
+        "metrics": metrics,
+        "examples": examples,
         "chains": [{"chain": c, "classifier": k, "gold": g} for c, k, g in zip(generated, classifier, labels)],
     }
     typer.echo({k: (round(v, 2) if isinstance(v, float) else v) for k, v in metrics.items()}, err=True)
@@ -108,26 +130,51 @@ def _speed(nlp, pipe, generator, inputs, speed_tokens, runs):
         for run in range(runs):
             for dtype in (None, "bfloat16"):
                 for batch in (1, 16):
-                    settings = {"generate_reasoning": True, "reasoning_targets": "aspects", "max_new_tokens": speed_tokens,
-                                "generation_dtype": dtype or "float32", "generation_batch_size": batch}
+                    settings = {
+                        "generate_reasoning": True,
+                        "reasoning_targets": "aspects",
+                        "max_new_tokens": speed_tokens,
+                        "generation_dtype": dtype or "float32",
+                        "generation_batch_size": batch,
+                    }
                     start = time.perf_counter()
                     list(pipe.pipe([d.copy() for d in pre], batch_size=len(pre), **settings))
                     secs = time.perf_counter() - start
                     rows.append({"dtype": dtype or "float32", "batch": batch, "run": run, "seconds": secs})
-                    typer.echo(f"run {run + 1} {dtype or 'float32'} batch {batch}: {n_items * speed_tokens / secs:.1f} tokens/s", err=True)
+                    typer.echo(
+                        f"run {run + 1} {dtype or 'float32'} batch {batch}: {n_items * speed_tokens / secs:.1f} tokens/s",
+                        err=True,
+                    )
     finally:
         generator.lm.generation_config.eos_token_id = eos
     speed = []
     for dtype in ("float32", "bfloat16"):
         for batch in (1, 16):
             secs = statistics.median(r["seconds"] for r in rows if r["dtype"] == dtype and r["batch"] == batch)
-            speed.append({"dtype": dtype, "batch": batch, "median_seconds": secs, "tokens_per_s": n_items * speed_tokens / secs, "docs_per_s": len(pre) / secs})
+            speed.append(
+                {
+                    "dtype": dtype,
+                    "batch": batch,
+                    "median_seconds": secs,
+                    "tokens_per_s": n_items * speed_tokens / secs,
+                    "docs_per_s": len(pre) / secs,
+                }
+            )
     base = next(s for s in speed if s["dtype"] == "float32" and s["batch"] == 1)["median_seconds"]
     for s in speed:
         s["speedup_vs_fp32_one_by_one"] = base / s["median_seconds"]
     for s in speed:
-        typer.echo(f"{s['dtype']:>8} batch {s['batch']:>2}: {s['tokens_per_s']:.1f} tok/s, {s['docs_per_s']:.2f} docs/s, x{s['speedup_vs_fp32_one_by_one']:.1f}")
-    return {"posts": len(pre), "chains": n_items, "tokens_per_chain": speed_tokens, "runs": runs, "settings": speed, "raw": rows}
+        typer.echo(
+            f"{s['dtype']:>8} batch {s['batch']:>2}: {s['tokens_per_s']:.1f} tok/s, {s['docs_per_s']:.2f} docs/s, x{s['speedup_vs_fp32_one_by_one']:.1f}"
+        )
+    return {
+        "posts": len(pre),
+        "chains": n_items,
+        "tokens_per_chain": speed_tokens,
+        "runs": runs,
+        "settings": speed,
+        "raw": rows,
+    }
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ in the project's one table format (``spacy_mulcot.evaluation.tables``).
     python bench/results_table.py metrics/mulcot_cpu_test.json metrics/mulcot_cpu_text_only_test.json \
         metrics/mulcot_cpu_no_fusion_test.json --output metrics/results.md
 """
+
 import json
 from pathlib import Path
 from typing import List, Optional

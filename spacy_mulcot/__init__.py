@@ -4,16 +4,31 @@ Importing the package registers the Doc/Span extensions, the msgpack encoder for
 image references and the components; spaCy also finds them through entry points,
 so ``nlp.add_pipe("mulcot")`` works without an import.
 """
+
+from . import registry  # noqa: F401  (registers architectures, readers)
 from .about import __version__
+from .components.image import ImageFeaturizer
+from .components.mulcot import Mulcot
 from .doc_model import ASPECTS_KEY, docs_from_records, make_doc, register_extensions, set_aspects, set_rationale
 from .images import ImageError, ImageRef
 from .labels import NEG, NEU, POLARITIES, POS
-from .components.image import ImageFeaturizer
-from .components.mulcot import Mulcot
 from .teacher.component import MulcotTeacher
-from . import registry  # noqa: F401  (registers architectures, readers)
 
 __all__ = [
-    "__version__", "ASPECTS_KEY", "ImageError", "ImageFeaturizer", "ImageRef", "Mulcot", "MulcotTeacher", "NEG", "NEU", "POLARITIES", "POS",
-    "docs_from_records", "make_doc", "register_extensions", "set_aspects", "set_rationale",
+    "__version__",
+    "ASPECTS_KEY",
+    "ImageError",
+    "ImageFeaturizer",
+    "ImageRef",
+    "Mulcot",
+    "MulcotTeacher",
+    "NEG",
+    "NEU",
+    "POLARITIES",
+    "POS",
+    "docs_from_records",
+    "make_doc",
+    "register_extensions",
+    "set_aspects",
+    "set_rationale",
 ]

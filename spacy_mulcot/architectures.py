@@ -14,6 +14,7 @@ With a generator, items with chains are learnt: the reasoning loss comes back in
 fused representation. :func:`generate_reasoning` writes chains at inference and
 :func:`chain_soft_targets` gives what a student distils.
 """
+
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy
@@ -33,8 +34,14 @@ from .rationale import RationaleEncoder
 from .reasoning import ReasoningGenerator, build_prompt
 
 __all__ = [
-    "JointScores", "ModelInput", "ReasoningItem", "joint_sentiment_model_v1", "net_shim", "generator_of",
-    "generate_reasoning", "chain_soft_targets",
+    "JointScores",
+    "ModelInput",
+    "ReasoningItem",
+    "joint_sentiment_model_v1",
+    "net_shim",
+    "generator_of",
+    "generate_reasoning",
+    "chain_soft_targets",
 ]
 
 
@@ -255,8 +262,14 @@ def generate_reasoning(
             raise ValueError(f"unknown label {item.label!r} for a reasoning item; expected one of {POLARITIES}")
     shim, tokens, batch, reasoning = _inference_batch(model, inputs)
     return shim.generate(
-        tokens, batch, reasoning, batch_size=batch_size, dtype=dtype,
-        max_new_tokens=max_new_tokens, greedy=greedy, temperature=temperature,
+        tokens,
+        batch,
+        reasoning,
+        batch_size=batch_size,
+        dtype=dtype,
+        max_new_tokens=max_new_tokens,
+        greedy=greedy,
+        temperature=temperature,
     )
 
 
@@ -356,4 +369,3 @@ def _convert_outputs(model: Model, inputs_outputs, is_train: bool):
         return ArgsKwargs(args=([t for t, _ in pairs],), kwargs={"grad_tensors": [g for _, g in pairs]})
 
     return converted, backprop
-

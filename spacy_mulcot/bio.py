@@ -3,6 +3,7 @@
 Decoding is a constrained Viterbi over the tag log-probabilities, so an ``I`` never
 follows an ``O`` and every predicted span is well formed.
 """
+
 from typing import List, Optional, Sequence, Tuple
 
 import numpy

@@ -5,6 +5,7 @@ Teachers write chains in several shapes: quoted JSON-like keys
 with the label after ``Prediction`` quoted or not. The parser accepts all of
 them and tolerates missing sections.
 """
+
 import re
 from dataclasses import dataclass, field
 from typing import Dict, Optional
@@ -17,9 +18,7 @@ SECTIONS = ("Text_analysis", "Image_analysis", "Conflict_resolution", "Final_con
 _SECTION_ALT = "|".join(s.replace("_", "[_ ]") for s in SECTIONS)
 # A section header: optional Markdown hashes/bold, optional quotes, the name,
 # optional closing quote/bold, then a colon or the end of a heading line.
-_HEADER = re.compile(
-    r"(?im)^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?[\"']?(" + _SECTION_ALT + r")[\"']?(?:\*\*)?[ \t]*(?::|$)"
-)
+_HEADER = re.compile(r"(?im)^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?[\"']?(" + _SECTION_ALT + r")[\"']?(?:\*\*)?[ \t]*(?::|$)")
 _LABEL = re.compile(r"(?i)\b(positive|neutral|negative)\b")
 
 
@@ -63,7 +62,7 @@ def parse_chain(text: str) -> ParsedChain:
     for i, match in enumerate(headers):
         end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
         name = _canonical(match.group(1))
-        body = _clean(text[match.end():end])
+        body = _clean(text[match.end() : end])
         # Keep the first non-empty occurrence of a section.
         if not sections.get(name):
             sections[name] = body

@@ -1,4 +1,5 @@
 """Command line: ``python -m spacy_mulcot convert ...`` and friends (typer)."""
+
 import json
 import random
 import time
@@ -58,7 +59,9 @@ def convert_twitter(
     output_dir: Path = typer.Argument(..., help="Where to write {view}/{split}.spacy"),
     view: List[str] = typer.Option(["sentence", "aspect"], help="sentence (MATE/JMASA) and/or aspect (MASC)"),
     image_dir: Optional[Path] = typer.Option(None, help="Image folder (default: INPUT_DIR/images)"),
-    reasoning_dir: Optional[Path] = typer.Option(None, help="MulCoT-RD chains {split}.json (default: INPUT_DIR/reasoning)"),
+    reasoning_dir: Optional[Path] = typer.Option(
+        None, help="MulCoT-RD chains {split}.json (default: INPUT_DIR/reasoning)"
+    ),
     on_error: str = typer.Option("raise", help="raise | skip: what to do with a malformed row"),
     lang: str = typer.Option("en", help="Language of the vocab"),
 ):
@@ -74,20 +77,28 @@ def convert_twitter(
             chains = ChainIndex(chain_file) if chain_file.exists() else None
             stats = ReadStats()
             docs = read_twitter(
-                input_dir / f"{split}.tsv", nlp.vocab, view=v, image_dir=image_dir,
-                chains=chains, on_error=on_error, stats=stats,
+                input_dir / f"{split}.tsv",
+                nlp.vocab,
+                view=v,
+                image_dir=image_dir,
+                chains=chains,
+                on_error=on_error,
+                stats=stats,
             )
             out = output_dir / v / f"{split}.spacy"
             n_aspects = Counter()
-            def counted(docs):
-                for doc in docs:
-                    n_aspects["aspects"] += len(doc.spans.get(ASPECTS_KEY, []))
-                    yield doc
-            _write(counted(docs), out, f"{v}/{split}")
+            _write(_counting_aspects(docs, n_aspects), out, f"{v}/{split}")
             extra = {"aspects": n_aspects["aspects"]}
             if chains is not None:
                 extra["chains attached"] = f"{chains.attached}/{chains.total}"
             _report(stats, out, extra)
+
+
+def _counting_aspects(docs: Iterable[Doc], counter: Counter) -> Iterable[Doc]:
+    """``docs`` as they stream past, their aspects counted in ``counter["aspects"]``."""
+    for doc in docs:
+        counter["aspects"] += len(doc.spans.get(ASPECTS_KEY, []))
+        yield doc
 
 
 @convert_app.command("mvsa")
@@ -225,30 +236,44 @@ def split(
     extra = [doc for path in add for doc in read_docbin(path, nlp)]
     n_train = _write(extra + [d for i, d in enumerate(docs) if i not in held], output_dir / "train.spacy", "train")
     n_dev = _write([d for i, d in enumerate(docs) if i in held], output_dir / "dev.spacy", "dev")
-    typer.echo(f"{output_dir}/train.spacy: {n_train} docs ({len(extra)} from --add); {output_dir}/dev.spacy: {n_dev} held-out docs of {source}")
+    typer.echo(
+        f"{output_dir}/train.spacy: {n_train} docs ({len(extra)} from --add); {output_dir}/dev.spacy: {n_dev} held-out docs of {source}"
+    )
 
 
 @app.command("teach")
 def teach(
     source: Path = typer.Argument(..., help=".spacy corpus (gold labels on the aspects for the two-stage check)"),
     output: Path = typer.Argument(..., help="Where to write the corpus with the teacher's chains"),
-    backend: str = typer.Option("openai", help="openai (any OpenAI-compatible server) | hf (a local transformers model) | none (keep the published chains only: a copy)"),
+    backend: str = typer.Option(
+        "openai",
+        help="openai (any OpenAI-compatible server) | hf (a local transformers model) | none (keep the published chains only: a copy)",
+    ),
     model: str = typer.Option("", help="Model name on the server, or an HF name/path for --backend hf"),
-    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (default: OpenAI)"),
+    base_url: Optional[str] = typer.Option(
+        None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (default: OpenAI)"
+    ),
     api_key_env: str = typer.Option("OPENAI_API_KEY", help="Environment variable holding the API key"),
     concurrency: int = typer.Option(4, help="Requests in flight at once (openai backend)"),
     timeout: float = typer.Option(120.0, help="Seconds per request"),
     request_retries: int = typer.Option(5, help="Retries (exponential backoff) of a request after 429/5xx/timeouts"),
     max_tokens: int = typer.Option(512, help="Reply length limit"),
-    send_images: bool = typer.Option(True, help="Send images as data URLs (off: describe them in words for text-only models)"),
+    send_images: bool = typer.Option(
+        True, help="Send images as data URLs (off: describe them in words for text-only models)"
+    ),
     level: str = typer.Option("aspect", help="aspect (a chain per aspect, MASC) | post (MSC)"),
     two_stage: bool = typer.Option(True, help="Re-ask for the gold label where stage 1 disagrees"),
     max_retries: int = typer.Option(3, help="Stage-2 attempts per item"),
     keep_existing: bool = typer.Option(True, help="Keep chains already present (published ones)"),
-    cache: Optional[Path] = typer.Option(None, help="Reply cache (SQLite); default ~/.cache/spacy-mulcot/teacher.sqlite"),
+    cache: Optional[Path] = typer.Option(
+        None, help="Reply cache (SQLite); default ~/.cache/spacy-mulcot/teacher.sqlite"
+    ),
     report: Optional[Path] = typer.Option(None, help="JSON run report (default: OUTPUT with .report.json)"),
     limit: int = typer.Option(0, help="Only the first N docs (0: all)"),
-    on_error: str = typer.Option("raise", help="raise | skip: a doc whose image cannot be read stops the run, or its items are skipped and counted as failed"),
+    on_error: str = typer.Option(
+        "raise",
+        help="raise | skip: a doc whose image cannot be read stops the run, or its items are skipped and counted as failed",
+    ),
     lang: str = typer.Option("en", help="Language of the vocab"),
 ):
     """Run the teacher (two-stage CoT enhancement) over a corpus; every reply is cached
@@ -269,8 +294,14 @@ def teach(
         raise typer.BadParameter(f"--on-error must be raise or skip, got {on_error!r}")
     if backend == "openai":
         backend_cfg = {
-            "@misc": "mulcot.OpenAICompatible.v1", "model": model, "base_url": base_url, "api_key_env": api_key_env,
-            "max_concurrency": concurrency, "timeout": timeout, "max_tokens": max_tokens, "send_images": send_images,
+            "@misc": "mulcot.OpenAICompatible.v1",
+            "model": model,
+            "base_url": base_url,
+            "api_key_env": api_key_env,
+            "max_concurrency": concurrency,
+            "timeout": timeout,
+            "max_tokens": max_tokens,
+            "send_images": send_images,
             "max_retries": request_retries,
         }
     elif backend == "hf":
@@ -282,14 +313,18 @@ def teach(
         teacher = nlp.add_pipe(
             "mulcot_teacher",
             config={
-                "backend": backend_cfg, "level": level, "two_stage": two_stage, "max_retries": max_retries,
-                "keep_existing": keep_existing, "cache_path": str(cache or DEFAULT_CACHE),
+                "backend": backend_cfg,
+                "level": level,
+                "two_stage": two_stage,
+                "max_retries": max_retries,
+                "keep_existing": keep_existing,
+                "cache_path": str(cache or DEFAULT_CACHE),
                 "on_error": "raise" if on_error == "raise" else "warn",
             },
         )
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     teacher.progress = True
     docs = list(read_docbin(source, nlp))
     if limit:
@@ -299,26 +334,41 @@ def teach(
         run = teacher.annotate(docs)
     except ImageError as e:
         typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     result = run.to_dict()
-    result.update({"source": str(source), "output": str(output), "backend": teacher.backend.settings(), "wall_seconds": time.perf_counter() - start})
+    result.update(
+        {
+            "source": str(source),
+            "output": str(output),
+            "backend": teacher.backend.settings(),
+            "wall_seconds": time.perf_counter() - start,
+        }
+    )
     report = report or output.with_suffix(".report.json")
     _write_json(result, report)
     if run.aborted or run.transient_failures:
         why = run.aborted or f"{run.transient_failures} items failed because the server was unreachable or overloaded"
-        typer.echo(f"error: {why}. Finished replies are cached; nothing written to {output}; "
-                   "run the same command again to resume.", err=True)
+        typer.echo(
+            f"error: {why}. Finished replies are cached; nothing written to {output}; "
+            "run the same command again to resume.",
+            err=True,
+        )
         raise typer.Exit(1)
     if run.items and run.stages["failed"] == run.items:
-        typer.echo(f"error: every one of the {run.items} items failed (first: {run.failures[0]}); "
-                   f"nothing written to {output}; see {report}.", err=True)
+        typer.echo(
+            f"error: every one of the {run.items} items failed (first: {run.failures[0]}); "
+            f"nothing written to {output}; see {report}.",
+            err=True,
+        )
         raise typer.Exit(1)
     if run.stages["failed"]:
         typer.echo(f"warning: {run.stages['failed']} of {run.items} items got no chain (see {report})", err=True)
     _write(docs, output, "write")
     stages = ", ".join(f"{k} {v}" for k, v in run.stages.items())
-    typer.echo(f"{output}: {len(docs)} docs; items {run.items} ({stages}); requests {run.requests}, cache hits {run.cache_hits}, "
-               f"tokens {run.prompt_tokens}+{run.completion_tokens}; report {report}")
+    typer.echo(
+        f"{output}: {len(docs)} docs; items {run.items} ({stages}); requests {run.requests}, cache hits {run.cache_hits}, "
+        f"tokens {run.prompt_tokens}+{run.completion_tokens}; report {report}"
+    )
 
 
 @app.command("export-generator")
@@ -361,8 +411,10 @@ def soft_targets(
     docs = list(read_docbin(source, nlp))
     counts = add_soft_targets(nlp, docs, component=component, top_k=top_k, batch_size=batch_size)
     _write(docs, output, "write")
-    typer.echo(f"{output}: {len(docs)} docs, soft labels for {counts['aspects']} aspects, "
-               f"top-{top_k} token logits for {counts['chains']} chains")
+    typer.echo(
+        f"{output}: {len(docs)} docs, soft labels for {counts['aspects']} aspects, "
+        f"top-{top_k} token logits for {counts['chains']} chains"
+    )
 
 
 @app.command("augment")
@@ -386,16 +438,32 @@ def augment(
     nlp = spacy.load(assistant)
     docs = list(read_docbin(source, nlp))
     try:
-        counts = augment_chains(nlp, docs, component=component, temperature=temperature, attempts=attempts,
-                                max_new_tokens=max_new_tokens, batch_size=batch_size, limit=limit)
+        counts = augment_chains(
+            nlp,
+            docs,
+            component=component,
+            temperature=temperature,
+            attempts=attempts,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            limit=limit,
+        )
     except ValueError as e:
-        raise typer.BadParameter(f"{assistant}: {e}")
+        raise typer.BadParameter(f"{assistant}: {e}") from None
     _write(docs, output, "write")
-    result = {**counts, "docs": len(docs), "temperature": temperature, "attempts": attempts,
-              "assistant": str(assistant), "source": str(source)}
+    result = {
+        **counts,
+        "docs": len(docs),
+        "temperature": temperature,
+        "attempts": attempts,
+        "assistant": str(assistant),
+        "source": str(source),
+    }
     _write_json(result, report or output.with_suffix(".report.json"))
-    typer.echo(f"{output}: {counts['kept']} of {counts['aspects']} aspects got an assistant chain matching gold "
-               f"({counts['generated']} chains generated, {counts['unmatched']} left without)")
+    typer.echo(
+        f"{output}: {counts['kept']} of {counts['aspects']} aspects got an assistant chain matching gold "
+        f"({counts['generated']} chains generated, {counts['unmatched']} left without)"
+    )
 
 
 @app.command("sample")
@@ -433,11 +501,22 @@ def benchmark(
     from .evaluation.systems import evaluate_system
 
     nlp = spacy.load(model)
-    record = evaluate_system(nlp, corpus, name=name or model.parent.name or str(model), reasoning_sample=reasoning_sample,
-                             seed=seed, max_new_tokens=max_new_tokens)
+    record = evaluate_system(
+        nlp,
+        corpus,
+        name=name or model.parent.name or str(model),
+        reasoning_sample=reasoning_sample,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+    )
     record["model"] = str(model)
     _write_json(record, output)
-    typer.echo(json.dumps({k: record.get(k) for k in ("name", "scores", "reasoning", "params_m", "docs_per_s", "peak_rss_mb")}, indent=2))
+    typer.echo(
+        json.dumps(
+            {k: record.get(k) for k in ("name", "scores", "reasoning", "params_m", "docs_per_s", "peak_rss_mb")},
+            indent=2,
+        )
+    )
 
 
 @app.command("zero-shot")
@@ -456,7 +535,9 @@ def zero_shot(
 
     record = zero_shot_system(model, corpus, name=name or None, sample=sample, seed=seed, max_new_tokens=max_new_tokens)
     _write_json(record, output)
-    typer.echo(json.dumps({k: record.get(k) for k in ("name", "scores", "reasoning", "params_m", "docs_per_s")}, indent=2))
+    typer.echo(
+        json.dumps({k: record.get(k) for k in ("name", "scores", "reasoning", "params_m", "docs_per_s")}, indent=2)
+    )
 
 
 @app.command("report")

@@ -6,6 +6,7 @@ learn or write). PyTorch side: :class:`NetBatch` (padded arrays/tensors) and
 :class:`ReasoningBatch` (one row per chain). Out: :class:`JointScores` (logits, or
 their gradients going back) and, at inference, :class:`ClassifierOutput`.
 """
+
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, List, Optional, Sequence, Tuple
 

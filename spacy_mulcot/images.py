@@ -5,6 +5,7 @@ A post's image lives on ``doc._.image`` as an :class:`ImageRef`: the file path
 over are kept in memory only; serialising a Doc writes the reference, never the
 pixels, so a DocBin stays small and an image is always re-read from its source.
 """
+
 import hashlib
 import io
 import warnings
@@ -71,10 +72,7 @@ class ImageRef:
             return cls(sha256=sha256_bytes(data), payload=data)
         if isinstance(value, Image.Image):
             return cls(sha256=sha256_pil(value), payload=value)
-        raise TypeError(
-            "doc._.image must be a file path, raw image bytes or a PIL.Image, "
-            f"got {type(value).__name__}"
-        )
+        raise TypeError(f"doc._.image must be a file path, raw image bytes or a PIL.Image, got {type(value).__name__}")
 
     @property
     def in_memory(self) -> bool:

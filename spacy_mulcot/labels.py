@@ -1,4 +1,5 @@
 """Sentiment labels and the conversions between the datasets' spellings of them."""
+
 from typing import Dict, Union
 
 POS, NEU, NEG = "POS", "NEU", "NEG"
@@ -6,9 +7,15 @@ POS, NEU, NEG = "POS", "NEU", "NEG"
 POLARITIES = (POS, NEU, NEG)
 
 _ALIASES: Dict[str, str] = {
-    "pos": POS, "positive": POS, "+": POS,
-    "neu": NEU, "neutral": NEU, "0": NEU,
-    "neg": NEG, "negative": NEG, "-": NEG,
+    "pos": POS,
+    "positive": POS,
+    "+": POS,
+    "neu": NEU,
+    "neutral": NEU,
+    "0": NEU,
+    "neg": NEG,
+    "negative": NEG,
+    "-": NEG,
 }
 
 #: TomBERT .tsv (Twitter-2015/2017): 0 negative, 1 neutral, 2 positive.
@@ -24,15 +31,12 @@ def normalize_polarity(value: Union[str, None]) -> str:
     dataset's own table (TWITTER_LABELS, MVSA_LABELS).
     """
     if not isinstance(value, str):
-        raise ValueError(
-            f"Polarity must be a string such as 'POS', 'positive' or 'neg', got {value!r}"
-        )
+        raise ValueError(f"Polarity must be a string such as 'POS', 'positive' or 'neg', got {value!r}")
     key = value.strip().strip("\"'").strip().lower()
     if key in _ALIASES:
         return _ALIASES[key]
     raise ValueError(
-        f"Unknown polarity {value!r}: expected one of {', '.join(POLARITIES)} "
-        "(or positive/neutral/negative)"
+        f"Unknown polarity {value!r}: expected one of {', '.join(POLARITIES)} (or positive/neutral/negative)"
     )
 
 

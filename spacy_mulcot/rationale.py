@@ -5,6 +5,7 @@ section becomes one unit, embedded with a frozen sentence encoder (mean pooled,
 all-MiniLM-L6-v2 by default). Sentence embeddings are what that model was trained
 for, and five vectors per chain keep the cross-attention cheap.
 """
+
 from collections import OrderedDict
 from typing import List, Optional, Sequence
 
@@ -27,7 +28,9 @@ class RationaleEncoder:
     """Frozen sentence encoder for rationale units, with an LRU cache over unit texts
     (training sees the same chains every epoch)."""
 
-    def __init__(self, name: str = "all-MiniLM-L6-v2", max_units: int = 8, max_length: int = 256, cache_size: int = 50000):
+    def __init__(
+        self, name: str = "all-MiniLM-L6-v2", max_units: int = 8, max_length: int = 256, cache_size: int = 50000
+    ):
         self.name = name
         self.max_units = max_units
         self.max_length = max_length
@@ -63,7 +66,9 @@ class RationaleEncoder:
         for units in per_doc:
             for u in units:
                 self._cache.move_to_end(u)
-            out.append(numpy.stack([self._cache[u] for u in units]) if units else numpy.zeros((0, self.width), dtype="float32"))
+            out.append(
+                numpy.stack([self._cache[u] for u in units]) if units else numpy.zeros((0, self.width), dtype="float32")
+            )
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return out
@@ -76,7 +81,11 @@ class RationaleEncoder:
         with torch.inference_mode():
             for i in range(0, len(texts), batch_size):
                 batch = self._tokenizer(
-                    texts[i : i + batch_size], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+                    texts[i : i + batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
                 )
                 states = self._model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)

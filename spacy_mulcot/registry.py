@@ -4,13 +4,14 @@ The same names are declared as entry points in ``setup.cfg``, so spaCy resolves
 them from a config without importing this package first. Names carry versions;
 a changed signature gets a new version and the old one stays.
 """
+
 from spacy.util import registry
 
 from .architectures import joint_sentiment_model_v1
 from .encoders import efficientnet_lite0_v1, hf_vision_encoder_v1
 from .hub import transformer_model_v1
-from .reasoning import reasoning_generator_v1
 from .readers import corpus_v1, jsonl_v1, mvsa_v1, twitter_v1
+from .reasoning import reasoning_generator_v1
 from .scorer import make_mulcot_scorer
 from .teacher.backends import hf_local_v1, openai_compatible_v1
 

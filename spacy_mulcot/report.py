@@ -1,12 +1,14 @@
 """The distillation report: records of several systems (see
 :mod:`spacy_mulcot.evaluation.systems`) as a Markdown table and PNG plots."""
+
 import json
 from pathlib import Path
 from typing import Any, Dict, Sequence, Union
 
 import numpy
 
-from .evaluation.tables import get as _get, markdown_table
+from .evaluation.tables import get as _get
+from .evaluation.tables import markdown_table
 from .labels import POLARITIES
 
 
@@ -22,7 +24,12 @@ def write_report(records: Sequence[Dict[str, Any]], output_dir: Union[str, Path]
         raise ValueError("no system records to report")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "markdown": out / "report.md", "confusion": out / "confusion.png", "size": out / "size_vs_accuracy.png"}
+    paths = {
+        "json": out / "report.json",
+        "markdown": out / "report.md",
+        "confusion": out / "confusion.png",
+        "size": out / "size_vs_accuracy.png",
+    }
     paths["json"].write_text(json.dumps(list(records), indent=2))
 
     fig, axes = plt.subplots(1, len(records), figsize=(3.6 * len(records), 3.4), squeeze=False)
@@ -31,7 +38,14 @@ def write_report(records: Sequence[Dict[str, Any]], output_dir: Union[str, Path]
         ax.imshow(matrix, cmap="Blues")
         for i in range(matrix.shape[0]):
             for j in range(matrix.shape[1]):
-                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", color="black" if matrix[i, j] <= matrix.max() / 2 else "white")
+                ax.text(
+                    j,
+                    i,
+                    str(matrix[i, j]),
+                    ha="center",
+                    va="center",
+                    color="black" if matrix[i, j] <= matrix.max() / 2 else "white",
+                )
         ax.set_xticks(range(len(POLARITIES)), POLARITIES)
         ax.set_yticks(range(len(POLARITIES)), POLARITIES)
         ax.set_xlabel("predicted")
@@ -60,14 +74,23 @@ def write_report(records: Sequence[Dict[str, Any]], output_dir: Union[str, Path]
 
     notes = [
         f"- {r['name']}: {r['n_posts']} posts / {r['n_aspects']} aspects for classification"
-        + (f" ({r['unreadable_predictions']} replies without a readable Prediction)" if r.get("unreadable_predictions") else "")
-        + (f"; reasoning on {r['reasoning_posts']} random posts ({_get(r, 'reasoning.n_chains')} chains)" if r.get("reasoning") else "")
+        + (
+            f" ({r['unreadable_predictions']} replies without a readable Prediction)"
+            if r.get("unreadable_predictions")
+            else ""
+        )
+        + (
+            f"; reasoning on {r['reasoning_posts']} random posts ({_get(r, 'reasoning.n_chains')} chains)"
+            if r.get("reasoning")
+            else ""
+        )
         for r in records
     ]
     paths["markdown"].write_text(
         "# Distillation report\n\n" + markdown_table(records) + "\n\n"
         "METEOR* without WordNet synonyms (offline). Reasoning metrics compare generated chains "
         "with the teacher's; chain = gold is the share of chains whose Prediction is the gold label.\n\n"
-        + "\n".join(notes) + "\n\n![MASC confusion](confusion.png)\n\n![Size vs accuracy](size_vs_accuracy.png)\n"
+        + "\n".join(notes)
+        + "\n\n![MASC confusion](confusion.png)\n\n![Size vs accuracy](size_vs_accuracy.png)\n"
     )
     return paths

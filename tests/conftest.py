@@ -1,5 +1,6 @@
 """Shared fixtures: tiny images made here, a real photo shipped by matplotlib,
 and the shared benchmark data (tests that need it skip when it is absent)."""
+
 import importlib.util
 import io
 import os
@@ -85,9 +86,16 @@ def tiny_lm_path(tmp_path_factory):
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("SmolLM2-135M-Instruct"))
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
     )
     path = tmp_path_factory.mktemp("tiny_lm")
     LlamaForCausalLM(config).save_pretrained(path)

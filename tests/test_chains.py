@@ -6,7 +6,9 @@ from spacy_mulcot.chains import SECTIONS, format_chain, parse_chain
 from spacy_mulcot.labels import normalize_polarity
 
 QUOTED = '"Text_analysis": "Happy words."\n\n"Image_analysis": "A smiling crowd."\n\n"Conflict_resolution": "None."\n\n"Final_conclusion": "Positive overall."\n\n"Prediction": "positive"'
-MARKDOWN = "## Analysis\n\n### Text_analysis\nSad words.\n\n### Image_analysis:\nGrey sky.\n\n### Prediction\nnegative\n"
+MARKDOWN = (
+    "## Analysis\n\n### Text_analysis\nSad words.\n\n### Image_analysis:\nGrey sky.\n\n### Prediction\nnegative\n"
+)
 BARE = "Text_analysis: fine\nFinal_conclusion: it is neutral, not negative or positive... so neutral\n"
 
 

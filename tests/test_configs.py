@@ -1,5 +1,6 @@
 """Every shipped config passes ``spacy debug config`` (the GPU ones with their hub
 models swapped for tiny local ones: tests/reasoning/test_large_configs.py)."""
+
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,12 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_configs_folder_holds_one_base_per_setting():
-    assert sorted(p.stem for p in CONFIGS.glob("*.cfg")) == ["assistant_cpu", "assistant_gpu", "mulcot_cpu", "mulcot_gpu"]
+    assert sorted(p.stem for p in CONFIGS.glob("*.cfg")) == [
+        "assistant_cpu",
+        "assistant_gpu",
+        "mulcot_cpu",
+        "mulcot_gpu",
+    ]
 
 
 @pytest.mark.parametrize("name", ["mulcot_cpu", "assistant_cpu"])

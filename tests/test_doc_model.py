@@ -39,7 +39,11 @@ def test_repeated_mentions_take_successive_occurrences(nlp):
 
 @pytest.mark.parametrize(
     "aspect,message",
-    [("Android", "'Android' is not in the text"), ((3, 99), "outside"), ({"token_start": 5, "token_end": 50}, "outside")],
+    [
+        ("Android", "'Android' is not in the text"),
+        ((3, 99), "outside"),
+        ({"token_start": 5, "token_end": 50}, "outside"),
+    ],
 )
 def test_aspect_not_in_text_is_a_clear_error(nlp, aspect, message):
     with pytest.raises(AspectNotFoundError, match=message):
@@ -78,8 +82,14 @@ def test_docbin_round_trip_keeps_every_attribute(nlp, tmp_path):
     path = tmp_path / "a.jpg"
     path.write_bytes(make_image())
     docs = [
-        make_doc(nlp, TEXT, image=str(path), aspects=[{"text": "iPhone", "polarity": "POS", "rationale": '"Prediction": positive'}],
-                 label="NEU", rationale='"Final_conclusion": "mixed" "Prediction": neutral'),
+        make_doc(
+            nlp,
+            TEXT,
+            image=str(path),
+            aspects=[{"text": "iPhone", "polarity": "POS", "rationale": '"Prediction": positive'}],
+            label="NEU",
+            rationale='"Final_conclusion": "mixed" "Prediction": neutral',
+        ),
         make_doc(nlp, "a cat", image=Image.new("RGB", (8, 8), (1, 2, 3)), aspects=["cat"]),
         make_doc(nlp, "no image"),
     ]
@@ -88,7 +98,11 @@ def test_docbin_round_trip_keeps_every_attribute(nlp, tmp_path):
     span._.reasoning = "model chain"
     docs[0]._.reasoning = "doc chain"
     docs[0]._.image.key  # hash the file
-    docs[0]._.image_features = {"regions": numpy.ones((4, 3), dtype="f"), "pooled": numpy.ones(3, dtype="f"), "encoder": "e"}
+    docs[0]._.image_features = {
+        "regions": numpy.ones((4, 3), dtype="f"),
+        "pooled": numpy.ones(3, dtype="f"),
+        "encoder": "e",
+    }
     data = DocBin(store_user_data=True, docs=docs).to_bytes()
     assert b"\x01\x02\x03" * 8 not in data  # no pixels of the in-memory image
     back = list(DocBin(store_user_data=True).from_bytes(data).get_docs(nlp.vocab))
@@ -110,7 +124,12 @@ def test_docbin_round_trip_keeps_every_attribute(nlp, tmp_path):
 
 
 def test_copy_inputs_drops_labels_keeps_rationales(nlp):
-    gold = make_doc(nlp, TEXT, image=make_image(), aspects=[{"text": "iPhone", "polarity": "POS", "rationale": "Prediction: positive"}])
+    gold = make_doc(
+        nlp,
+        TEXT,
+        image=make_image(),
+        aspects=[{"text": "iPhone", "polarity": "POS", "rationale": "Prediction: positive"}],
+    )
     pred = copy_inputs(gold, nlp.make_doc(TEXT), aspects=True)
     span = pred.spans[ASPECTS_KEY][0]
     assert span.label_ == "" and span._.rationale == "Prediction: positive"

@@ -1,4 +1,5 @@
 """Model names resolve to local folders; the GGUF generator is converted once and cached."""
+
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,11 @@ def test_smollm2_gguf_is_converted_once_and_loads(tmp_path, monkeypatch):
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     assert model.config.num_hidden_layers == 30 and model.config.hidden_size == 576
     ids = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Is 'I love this phone' positive or negative?"}], add_generation_prompt=True, return_tensors="pt"
+        [{"role": "user", "content": "Is 'I love this phone' positive or negative?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
     )
     with torch.inference_mode():
         out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False)
-    text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    text = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
     assert len(text.split()) >= 3  # a real instruction-tuned model answers in words

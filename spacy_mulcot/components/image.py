@@ -4,6 +4,7 @@ Not trainable. Images are decoded with a pixel cap, EXIF orientation and RGB
 conversion, encoded in batches under ``torch.inference_mode()``, and identical
 images (same content hash) are encoded once per run.
 """
+
 import logging
 from collections import OrderedDict
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
@@ -46,8 +47,13 @@ def make_image_component(
     cache_size: int,
 ) -> "ImageFeaturizer":
     return ImageFeaturizer(
-        nlp.vocab, encoder, name=name, on_error=on_error, max_pixels=max_pixels,
-        batch_size=batch_size, cache_size=cache_size,
+        nlp.vocab,
+        encoder,
+        name=name,
+        on_error=on_error,
+        max_pixels=max_pixels,
+        batch_size=batch_size,
+        cache_size=cache_size,
     )
 
 
@@ -178,4 +184,3 @@ class ImageFeaturizer(Pipe):
 
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()):
         return self
-

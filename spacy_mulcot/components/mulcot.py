@@ -7,6 +7,7 @@ model, each aspect (and the post) also gets a chain of thought in ``span._.reaso
 / ``doc._.reasoning``, learnt jointly from the reference's ``_.rationale`` chains
 (``L = L_cls + reasoning_weight · L_reasoning``).
 """
+
 import random
 import warnings
 from dataclasses import dataclass
@@ -37,8 +38,13 @@ REASONING_TARGETS = ("aspects", "post", "both")
 #: Settings that come from the pipeline config, not from the trained state: a
 #: ``spacy.load(path, config={...})`` override must win over the saved ``cfg`` file.
 _CONFIG_SETTINGS = (
-    "generate_reasoning", "reasoning_targets", "max_new_tokens", "generation_batch_size",
-    "generation_dtype", "generation_temperature", "guarantee_label",
+    "generate_reasoning",
+    "reasoning_targets",
+    "max_new_tokens",
+    "generation_batch_size",
+    "generation_dtype",
+    "generation_temperature",
+    "guarantee_label",
 )
 
 #: Extension values a span keeps when ``mulcot`` relabels it (spaCy keys span
@@ -291,11 +297,15 @@ class Mulcot(TrainablePipe):
         """The inference settings for one call: the config's, with ``overrides``."""
         unknown = sorted(set(overrides) - set(_CONFIG_SETTINGS))
         if unknown:
-            raise TypeError(f"[{self.name}] unknown setting(s) {unknown}; per-call settings are {list(_CONFIG_SETTINGS)}")
+            raise TypeError(
+                f"[{self.name}] unknown setting(s) {unknown}; per-call settings are {list(_CONFIG_SETTINGS)}"
+            )
         settings = {key: self.cfg[key] for key in _CONFIG_SETTINGS}
         settings.update({k: v for k, v in overrides.items() if v is not None})
         if settings["reasoning_targets"] not in REASONING_TARGETS:
-            raise ValueError(f"reasoning_targets must be one of {REASONING_TARGETS}, got {settings['reasoning_targets']!r}")
+            raise ValueError(
+                f"reasoning_targets must be one of {REASONING_TARGETS}, got {settings['reasoning_targets']!r}"
+            )
         return settings
 
     @property
@@ -499,8 +509,11 @@ class Mulcot(TrainablePipe):
         chains = self._chain_items(examples, golds) if self.has_generator and self.cfg["reasoning_weight"] else []
         scores, backprop = self.model.begin_update(
             ModelInput(
-                docs, spans, chains,
-                distill_weight=float(self.cfg["distill_weight"]), distill_temperature=float(self.cfg["distill_temperature"]),
+                docs,
+                spans,
+                chains,
+                distill_weight=float(self.cfg["distill_weight"]),
+                distill_temperature=float(self.cfg["distill_temperature"]),
             )
         )
         loss, d_scores = self._loss(examples, scores, golds)
@@ -627,7 +640,9 @@ class Mulcot(TrainablePipe):
     ) -> None:
         validate_get_examples(get_examples, "Mulcot.initialize")
         if nlp is not None and _listens_to_transformer(self.model):
-            if not any(getattr(p, "model", None) is not None and p.model.name == "transformer" for _, p in nlp.pipeline):
+            if not any(
+                getattr(p, "model", None) is not None and p.model.name == "transformer" for _, p in nlp.pipeline
+            ):
                 raise ValueError(
                     f"[{self.name}] `mulcot` listens to a `transformer` component but the pipeline has "
                     "none. Add one before it (`nlp.add_pipe('transformer', before='mulcot')`) or "

@@ -7,6 +7,7 @@ loss a student learns them with.
 - :mod:`.augment` — the assistant writes chains for aspects without one and keeps
   those that predict the gold label.
 """
+
 from .loss import distill_rows, kd_kl, mix
 
 __all__ = ["distill_rows", "kd_kl", "mix"]

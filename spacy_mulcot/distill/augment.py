@@ -1,5 +1,6 @@
 """MulCoT-RD's rationale augmentation: the assistant writes chains for aspects that
 have none and keeps those whose Prediction matches the gold label."""
+
 import random
 import time
 from collections import Counter
@@ -37,10 +38,14 @@ def augment_chains(
     if not getattr(pipe, "has_generator", False):
         raise ValueError(f"component {component!r} has no generator: it cannot write chains")
     settings = {
-        "generate_reasoning": True, "reasoning_targets": "aspects",
-        "generation_temperature": temperature, "max_new_tokens": max_new_tokens,
+        "generate_reasoning": True,
+        "reasoning_targets": "aspects",
+        "generation_temperature": temperature,
+        "max_new_tokens": max_new_tokens,
     }
-    todo = [d for d in (docs[:limit] if limit else docs) if any(not s._.rationale for s in d.spans.get(ASPECTS_KEY, []))]
+    todo = [
+        d for d in (docs[:limit] if limit else docs) if any(not s._.rationale for s in d.spans.get(ASPECTS_KEY, []))
+    ]
     counts: Counter = Counter()
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc="augment", unit="doc", disable=None if progress else True)
@@ -69,5 +74,8 @@ def augment_chains(
         counts["unmatched"] += len(pending)
         bar.update(len(gold))
     bar.close()
-    return {**{k: counts[k] for k in ("aspects", "generated", "kept", "unmatched")},
-            "docs_augmented": len(todo), "seconds": time.perf_counter() - start}
+    return {
+        **{k: counts[k] for k in ("aspects", "generated", "kept", "unmatched")},
+        "docs_augmented": len(todo),
+        "seconds": time.perf_counter() - start,
+    }

@@ -3,6 +3,7 @@
 Used for the aspect logits (``mulcot``'s span loss) and for the chain tokens (the
 generator's loss over an assistant's stored top-k logits).
 """
+
 from typing import Tuple
 
 import numpy
@@ -24,8 +25,13 @@ def mix(hard, soft, weight: float):
 
 
 def distill_rows(
-    logits: numpy.ndarray, rows, teacher: numpy.ndarray, hard_loss: float, d_hard: numpy.ndarray,
-    weight: float, temperature: float,
+    logits: numpy.ndarray,
+    rows,
+    teacher: numpy.ndarray,
+    hard_loss: float,
+    d_hard: numpy.ndarray,
+    weight: float,
+    temperature: float,
 ) -> Tuple[float, numpy.ndarray]:
     """The mixed loss and its gradient w.r.t. ``logits`` (numpy, as thinc heads need),
     with the KL over ``logits[rows]`` against ``teacher`` (one row each)."""

@@ -1,5 +1,6 @@
 """An assistant's soft targets, computed once and stored with the training docs, so
 a student trains with ``spacy train`` without the assistant in memory."""
+
 from typing import Dict, List
 
 from spacy.language import Language
@@ -13,7 +14,11 @@ from ..readers.corpus import make_example
 
 
 def add_soft_targets(
-    assistant: Language, docs: List[Doc], component: str = "mulcot", top_k: int = 8, batch_size: int = 8,
+    assistant: Language,
+    docs: List[Doc],
+    component: str = "mulcot",
+    top_k: int = 8,
+    batch_size: int = 8,
     progress: bool = True,
 ) -> Dict[str, int]:
     """Set ``span._.soft_labels`` (the assistant's aspect logits) on every gold aspect of

@@ -1,4 +1,5 @@
 """Image encoders, registered as architectures so configs can pick one."""
+
 from typing import Optional
 
 from .base import ImageEncoder

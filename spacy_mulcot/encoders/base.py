@@ -1,4 +1,5 @@
 """What every image encoder provides, and the shared preprocessing."""
+
 from typing import List, Sequence, Tuple
 
 import numpy
@@ -40,8 +41,9 @@ class ImageEncoder:
         out: List[Tuple[numpy.ndarray, numpy.ndarray]] = []
         for start in range(0, len(images), self.micro_batch):
             pixels = self.preprocess(images[start : start + self.micro_batch]).to(self.device)
-            with torch.inference_mode(), torch.autocast(
-                self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32
+            with (
+                torch.inference_mode(),
+                torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32),
             ):
                 regions, pooled = self.forward(pixels)
             regions = regions.float().cpu().numpy()
@@ -59,7 +61,7 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def _torch_dtype(name: str) -> torch.dtype:
-    """"auto" picks bf16 where the CPU runs it natively (1.4-1.8x the images/s of fp32
+    """ "auto" picks bf16 where the CPU runs it natively (1.4-1.8x the images/s of fp32
     here, pooled features within cosine 0.998 of fp32; see the README), fp32 elsewhere."""
     table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
     if name == "auto":
@@ -80,9 +82,7 @@ def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
-def to_tensor(
-    images: Sequence[Image.Image], size: int, mean: Sequence[float], std: Sequence[float]
-) -> torch.Tensor:
+def to_tensor(images: Sequence[Image.Image], size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """A normalised (B, 3, size, size) float tensor."""
     arrays = [numpy.asarray(resize_center_crop(img, size), dtype=numpy.float32) / 255.0 for img in images]
     batch = torch.from_numpy(numpy.stack(arrays)).permute(0, 3, 1, 2)

@@ -4,6 +4,7 @@
 Lite0 is EfficientNet-B0 without squeeze-and-excitation, with ReLU6 and a fixed
 stem/head; convolutions use TensorFlow's "same" padding, as the weights expect.
 """
+
 import math
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union

@@ -1,5 +1,6 @@
 """Any Hugging Face vision backbone (CLIP / SigLIP / ViT vision towers, …) as an
 image encoder, by hub name or local path."""
+
 from typing import Optional, Sequence, Tuple
 
 import torch

@@ -6,6 +6,7 @@ chain metrics, whole-system records and the one results table format.
 - :mod:`.systems` — a pipeline's or a zero-shot LM's record on a corpus, throughput;
 - :mod:`.tables` — the Markdown results table (report, bench/, README).
 """
+
 from .scores import DEFAULT_SCORE_WEIGHTS, METRICS, macro_f1, masc_scores, score_mulcot
 
 __all__ = ["DEFAULT_SCORE_WEIGHTS", "METRICS", "macro_f1", "masc_scores", "score_mulcot"]

@@ -9,6 +9,7 @@
 - Distinct-1/2: distinct n-grams / all n-grams over the generated chains.
 - Label consistency: the chain's ``Prediction`` vs the classifier's label vs gold.
 """
+
 from typing import Dict, Optional, Sequence
 
 import numpy
@@ -46,7 +47,9 @@ def meteor(generated: Sequence[str], references: Sequence[str]) -> float:
 
 
 def distinct_n(generated: Sequence[str], n: int) -> float:
-    grams = [tuple(words[i : i + n]) for text in generated for words in [text.split()] for i in range(len(words) - n + 1)]
+    grams = [
+        tuple(words[i : i + n]) for text in generated for words in [text.split()] for i in range(len(words) - n + 1)
+    ]
     return 100.0 * len(set(grams)) / len(grams) if grams else 0.0
 
 
@@ -59,17 +62,25 @@ def embedding_cosine(generated: Sequence[str], references: Sequence[str], encode
     return 100.0 * float((a * b).sum(axis=1).mean()) if len(a) else 0.0
 
 
-def label_consistency(generated: Sequence[str], classifier: Sequence[str], gold: Optional[Sequence[str]] = None) -> Dict[str, float]:
+def label_consistency(
+    generated: Sequence[str], classifier: Sequence[str], gold: Optional[Sequence[str]] = None
+) -> Dict[str, float]:
     """Shares (in %) of chains whose Prediction matches the classifier / gold; a chain
     without a readable Prediction counts as a mismatch."""
     predicted = [parse_chain(chain).prediction for chain in generated]
     out = {
-        "chain_vs_classifier": 100.0 * float(numpy.mean([p == c for p, c in zip(predicted, classifier)])) if predicted else 0.0,
+        "chain_vs_classifier": 100.0 * float(numpy.mean([p == c for p, c in zip(predicted, classifier)]))
+        if predicted
+        else 0.0,
         "chain_unparsed": 100.0 * float(numpy.mean([p is None for p in predicted])) if predicted else 0.0,
     }
     if gold is not None:
-        out["chain_vs_gold"] = 100.0 * float(numpy.mean([p == g for p, g in zip(predicted, gold)])) if predicted else 0.0
-        out["classifier_vs_gold"] = 100.0 * float(numpy.mean([c == g for c, g in zip(classifier, gold)])) if predicted else 0.0
+        out["chain_vs_gold"] = (
+            100.0 * float(numpy.mean([p == g for p, g in zip(predicted, gold)])) if predicted else 0.0
+        )
+        out["classifier_vs_gold"] = (
+            100.0 * float(numpy.mean([c == g for c, g in zip(classifier, gold)])) if predicted else 0.0
+        )
     return out
 
 

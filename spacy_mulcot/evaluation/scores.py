@@ -13,6 +13,7 @@ of doc apart, so one evaluation corpus may hold both (``mulcot.Corpus.v1`` with
 ``given_aspects = "both"``). A metric without docs of its kind is None, and spaCy
 leaves it out.
 """
+
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy
@@ -37,8 +38,16 @@ DEFAULT_SCORE_WEIGHTS: Dict[str, Optional[float]] = {
 
 #: Metric keys in the order tables show them.
 METRICS = (
-    "mulcot_masc_acc", "mulcot_masc_macro_f", "mulcot_mate_p", "mulcot_mate_r", "mulcot_mate_f",
-    "mulcot_jmasa_p", "mulcot_jmasa_r", "mulcot_jmasa_f", "mulcot_msc_acc", "mulcot_msc_macro_f",
+    "mulcot_masc_acc",
+    "mulcot_masc_macro_f",
+    "mulcot_mate_p",
+    "mulcot_mate_r",
+    "mulcot_mate_f",
+    "mulcot_jmasa_p",
+    "mulcot_jmasa_r",
+    "mulcot_jmasa_f",
+    "mulcot_msc_acc",
+    "mulcot_msc_macro_f",
 )
 
 

@@ -8,6 +8,7 @@ image and given aspects never reach the pipeline; this reads with
 ``mulcot.Corpus.v1`` in both modes instead, so every metric is reported. Run one
 process per system so peak memory is that system's own.
 """
+
 import random
 import resource
 import statistics
@@ -44,11 +45,22 @@ def evaluate_pipeline(
     percent = {k: (round(100 * scores[k], 2) if scores.get(k) is not None else None) for k in METRICS}
     n_posts = len(examples) // 2
     n_aspects = sum(len(eg.reference.spans["aspects"]) for eg in examples[::2] if "aspects" in eg.reference.spans)
-    return {"scores": percent, "n_posts": n_posts, "n_gold_aspects": n_aspects, "speed_words_per_s": scores.get("speed")}
+    return {
+        "scores": percent,
+        "n_posts": n_posts,
+        "n_gold_aspects": n_aspects,
+        "speed_words_per_s": scores.get("speed"),
+    }
+
 
 def throughput(
-    nlp: Language, posts: Sequence[Doc], *, runs: int = 3, batch_size: int = 64,
-    image_dir: Optional[Union[str, Path]] = None, component_cfg: Optional[Dict[str, Dict[str, Any]]] = None,
+    nlp: Language,
+    posts: Sequence[Doc],
+    *,
+    runs: int = 3,
+    batch_size: int = 64,
+    image_dir: Optional[Union[str, Path]] = None,
+    component_cfg: Optional[Dict[str, Dict[str, Any]]] = None,
 ) -> List[float]:
     """docs/s of ``nlp.pipe`` over ``posts`` rebuilt from text + image (aspects
     extracted), once per run, with the image cache cleared before each."""
@@ -57,7 +69,9 @@ def throughput(
     for _ in range(runs):
         if image is not None:
             image.clear_cache()
-        fresh = [make_example(doc, given_aspects=False, image_dir=image_dir, rationales=False).predicted for doc in posts]
+        fresh = [
+            make_example(doc, given_aspects=False, image_dir=image_dir, rationales=False).predicted for doc in posts
+        ]
         start = time.perf_counter()
         for _ in nlp.pipe(fresh, batch_size=batch_size, component_cfg=component_cfg):
             pass
@@ -226,5 +240,3 @@ def zero_shot_system(
         "reasoning_posts": len(gold_docs),
         "peak_rss_mb": peak_rss_mb(),
     }
-
-

@@ -3,6 +3,7 @@
 A record is a dict as written by :mod:`.systems` (``name``, ``scores``, ``reasoning``,
 ``params_m``, ``docs_per_s``, …); a figure a system does not have shows as "–".
 """
+
 from typing import Any, Dict, Sequence, Tuple
 
 #: Table columns: (record key path, header, format).
@@ -28,8 +29,10 @@ COLUMNS = (
 ANCHORS = (
     {"name": "TomBERT (Yu & Jiang 2019), published", "scores": {"mulcot_masc_acc": 77.2, "mulcot_masc_macro_f": 71.8}},
     {"name": "text-only BART (Ling et al. 2022), published", "scores": {"mulcot_jmasa_f": 63.9}},
-    {"name": "VLP-MABSA (Ling et al. 2022), published",
-     "scores": {"mulcot_masc_acc": 78.6, "mulcot_masc_macro_f": 73.8, "mulcot_mate_f": 85.7, "mulcot_jmasa_f": 66.6}},
+    {
+        "name": "VLP-MABSA (Ling et al. 2022), published",
+        "scores": {"mulcot_masc_acc": 78.6, "mulcot_masc_macro_f": 73.8, "mulcot_mate_f": 85.7, "mulcot_jmasa_f": 66.6},
+    },
 )
 
 #: The classification columns (no chains): what bench/results_table.py shows.
@@ -65,5 +68,3 @@ def markdown_table(records: Sequence[Dict[str, Any]], columns: Sequence[Tuple[st
             cells.append(fmt.format(value) if isinstance(value, (int, float)) else "–")
         lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-

@@ -1,4 +1,5 @@
 """PyTorch modules behind the ``mulcot`` architecture (wrapped with thinc elsewhere)."""
+
 from .fusion import DualCrossAttentionFusion
 from .joint_net import JointSentimentNet
 

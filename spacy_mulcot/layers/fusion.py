@@ -5,6 +5,7 @@ A missing modality is handled with a learned *null* key that is always present: 
 doc without an image attends only to it, so the gate learns to ignore the branch
 instead of the attention producing NaNs over an all-masked key set.
 """
+
 from typing import Optional
 
 import torch

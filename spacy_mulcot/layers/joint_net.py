@@ -3,6 +3,7 @@ BIO aspect tags, the sentiment of each aspect span and the sentiment of the post
 optionally, write a reasoning chain per aspect (or post) with a generator that reads
 the image regions and the classifier's hidden vector for that aspect, so the
 reasoning loss trains the fused representation too (MulCoT-RD's joint objective)."""
+
 from typing import Dict, List, Optional
 
 import torch
@@ -73,8 +74,12 @@ class JointSentimentNet(nn.Module):
         else:
             prefix = self.prefix(batch, out, reasoning)
             loss = self._generator().loss(
-                reasoning.prompts, reasoning.chains, prefix, soft=reasoning.soft,
-                distill_weight=reasoning.distill_weight, temperature=reasoning.temperature,
+                reasoning.prompts,
+                reasoning.chains,
+                prefix,
+                soft=reasoning.soft,
+                distill_weight=reasoning.distill_weight,
+                temperature=reasoning.temperature,
             )
         return out.tags, out.spans, out.docs, loss
 
@@ -84,8 +89,13 @@ class JointSentimentNet(nn.Module):
         return self.generator
 
     def reason(
-        self, tokens: torch.Tensor, batch: NetBatch, reasoning: ReasoningBatch,
-        batch_size: int = 16, dtype: Optional[str] = None, **generate_kwargs,
+        self,
+        tokens: torch.Tensor,
+        batch: NetBatch,
+        reasoning: ReasoningBatch,
+        batch_size: int = 16,
+        dtype: Optional[str] = None,
+        **generate_kwargs,
     ) -> List[str]:
         """Write one chain per item of ``reasoning``, in sub-batches of prompts of
         similar length; ``dtype`` decodes with a copy of the LM in that type."""
@@ -111,7 +121,9 @@ class JointSentimentNet(nn.Module):
             out = self.classify(tokens, batch)
             topk = []
             if reasoning is not None and len(reasoning):
-                topk = self._generator().chain_topk(reasoning.prompts, reasoning.chains, self.prefix(batch, out, reasoning), k=k)
+                topk = self._generator().chain_topk(
+                    reasoning.prompts, reasoning.chains, self.prefix(batch, out, reasoning), k=k
+                )
         return out.spans, topk
 
     def prefix(self, batch: NetBatch, out: ClassifierOutput, reasoning: ReasoningBatch) -> torch.Tensor:
@@ -146,8 +158,11 @@ class JointSentimentNet(nn.Module):
         doc_hidden = self.doc_out[:-1](torch.cat([doc_vec, _masked_mean(img, image_mask)], dim=-1))
         span_hidden = self._spans(fused, token_mask, img, image_mask, batch.spans)
         return ClassifierOutput(
-            tags=tag_logits, spans=self.span_out[-1](span_hidden), docs=self.doc_out[-1](doc_hidden),
-            span_hidden=span_hidden, doc_hidden=doc_hidden,
+            tags=tag_logits,
+            spans=self.span_out[-1](span_hidden),
+            docs=self.doc_out[-1](doc_hidden),
+            span_hidden=span_hidden,
+            doc_hidden=doc_hidden,
         )
 
     def _spans(self, fused, token_mask, img, image_mask, spans):

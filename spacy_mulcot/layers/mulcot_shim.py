@@ -6,6 +6,7 @@ carry the network's weights and, with a generator, the LM's config and tokenizer
 the pipeline started from lives (or does not). Public methods are the only way in:
 nothing outside reaches the wrapped module.
 """
+
 import json
 import tempfile
 from io import BytesIO

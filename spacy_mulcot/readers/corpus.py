@@ -4,17 +4,18 @@ spaCy's own ``spacy.Corpus.v1`` rebuilds the predicted doc from the text alone,
 which would drop the image and any given aspects; ``mulcot.Corpus.v1`` keeps
 what a model may see at prediction time.
 """
+
 import random
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Union
-
-GIVEN_ASPECTS = (True, False, "both")
 
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 
 from ..doc_model import copy_inputs
+
+GIVEN_ASPECTS = (True, False, "both")
 
 
 def make_example(
@@ -73,7 +74,7 @@ class MulcotCorpus:
         rationales: bool = True,
     ):
         if given_aspects not in GIVEN_ASPECTS:
-            raise ValueError(f"given_aspects must be true, false or \"both\", got {given_aspects!r}")
+            raise ValueError(f'given_aspects must be true, false or "both", got {given_aspects!r}')
         self.path = Path(path) if path is not None else None
         self.rationales = rationales
         self.given_aspects = given_aspects

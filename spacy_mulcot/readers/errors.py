@@ -1,4 +1,5 @@
 """Errors and counters shared by the dataset readers."""
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path

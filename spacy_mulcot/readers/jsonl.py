@@ -15,6 +15,7 @@ chain (``rationale`` or ``reasoning``). ``label`` is the post's sentiment
 (``doc.cats``); ``reasoning``/``rationale`` is the post's reference chain
 (``doc._.rationale``).
 """
+
 import json
 from pathlib import Path
 from typing import Iterator, Optional, Union

@@ -3,6 +3,7 @@
 ``[{"id": ..., "text": ..., "emotion_label": 0|1|2}, ...]`` with 0 positive,
 1 neutral, 2 negative; the image of post ``id`` is ``{image_dir}/{id}.jpg``.
 """
+
 import json
 from pathlib import Path
 from typing import Iterator, Optional, Union

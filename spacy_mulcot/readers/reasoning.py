@@ -3,6 +3,7 @@
 The files are lists of ``{text, label, aspect, image_id, id, image_path, cot}``;
 a chain matches a ``.tsv`` row by (image file, aspect, restored text).
 """
+
 import json
 from pathlib import Path
 from typing import Dict, List, Tuple, Union

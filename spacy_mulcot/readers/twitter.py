@@ -7,6 +7,7 @@ Each row is ``index, label, image id, tweet with $T$, aspect``; labels are
 * ``sentence`` — rows grouped by (image, restored tweet) into one doc per tweet
   with every aspect as a span (MATE / JMASA).
 """
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple, Union
@@ -57,8 +58,10 @@ def parse_row(fields: List[str], path, line: int) -> TweetRow:
     if not aspect_words:
         raise RowError(path, line, "empty aspect")
     start = tokens.index(PLACEHOLDER)
-    words = tokens[:start] + aspect_words + tokens[start + 1:]
-    return TweetRow(str(path), line, polarity, image_id.strip(), words, start, start + len(aspect_words), " ".join(aspect_words))
+    words = tokens[:start] + aspect_words + tokens[start + 1 :]
+    return TweetRow(
+        str(path), line, polarity, image_id.strip(), words, start, start + len(aspect_words), " ".join(aspect_words)
+    )
 
 
 def read_rows(path: Union[str, Path], on_error: str = "raise", stats: Optional[ReadStats] = None) -> Iterator[TweetRow]:
@@ -115,7 +118,9 @@ def read_twitter(
     if view == "aspect":
         for row in rows:
             try:
-                doc = _doc_for(vocab, row.words, safe_path(image_dir, row.image_id, path, row.line), [row], chains, stats)
+                doc = _doc_for(
+                    vocab, row.words, safe_path(image_dir, row.image_id, path, row.line), [row], chains, stats
+                )
             except RowError as err:
                 if on_error == "raise":
                     raise
@@ -129,7 +134,9 @@ def read_twitter(
         groups.setdefault((row.image_id, row.text), []).append(row)
     for (image_id, _), group in groups.items():
         try:
-            doc = _doc_for(vocab, group[0].words, safe_path(image_dir, image_id, path, group[0].line), group, chains, stats)
+            doc = _doc_for(
+                vocab, group[0].words, safe_path(image_dir, image_id, path, group[0].line), group, chains, stats
+            )
         except RowError as err:
             if on_error == "raise":
                 raise
@@ -150,7 +157,8 @@ def _doc_for(
             kept[(row.start, row.end)] = row
         elif first.label != row.label:
             raise RowError(
-                row.path, row.line,
+                row.path,
+                row.line,
                 f"aspect {row.aspect!r} is labelled {row.label} here but {first.label} on line {first.line}",
             )
         else:

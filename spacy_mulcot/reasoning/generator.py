@@ -7,6 +7,7 @@ they learn. Training loss is next-token cross-entropy on the chain only (prompt 
 prefix masked). Generation is batched (left padding) with the KV cache, greedy by
 default, under ``torch.inference_mode()``.
 """
+
 import contextlib
 import copy
 import re
@@ -16,8 +17,8 @@ import torch
 from torch import nn
 
 from ..chains import _HEADER, SECTIONS
-from ..labels import POLARITIES
 from ..distill.loss import kd_kl, mix
+from ..labels import POLARITIES
 from .lm import adapt, check_settings, keep_layers, lm_from_config, load_lm  # noqa: F401  (keep_layers: re-exported)
 
 SYSTEM = (
@@ -98,19 +99,21 @@ class ReasoningGenerator(nn.Module):
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         hidden = lm.get_input_embeddings().embedding_dim
-        side = int(round(n_image_tokens ** 0.5))
+        side = int(round(n_image_tokens**0.5))
         if n_image_tokens < 1 or side * side != n_image_tokens:
             raise ValueError(f"n_image_tokens must be a square (1, 4, 9…), got {n_image_tokens}")
         if train_dtype not in (None, "bfloat16", "float16"):
-            raise ValueError(f"train_dtype must be null, \"bfloat16\" or \"float16\", got {train_dtype!r}")
+            raise ValueError(f'train_dtype must be null, "bfloat16" or "float16", got {train_dtype!r}')
         self.grid = side
         self.max_chain_tokens = max_chain_tokens
         self.train_dtype = train_dtype
         self.label_in_prompt = bool(label_in_prompt)
         #: What a saved pipeline needs, besides the LM folder, to rebuild this generator.
         self.settings = {
-            "n_image_tokens": n_image_tokens, "max_chain_tokens": max_chain_tokens,
-            "train_dtype": train_dtype, "label_in_prompt": self.label_in_prompt,
+            "n_image_tokens": n_image_tokens,
+            "max_chain_tokens": max_chain_tokens,
+            "train_dtype": train_dtype,
+            "label_in_prompt": self.label_in_prompt,
         }
 
         def linear(width: Optional[int]) -> nn.Module:
@@ -121,10 +124,12 @@ class ReasoningGenerator(nn.Module):
 
     # ---- prefix -----------------------------------------------------------
 
-    def prefix(self, regions: torch.Tensor, has_image: torch.Tensor, condition: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def prefix(
+        self, regions: torch.Tensor, has_image: torch.Tensor, condition: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """regions (B, R, Di) with R a square grid → (B, P, H); docs without an image get zeros."""
         B, R, D = regions.shape
-        side = int(round(R ** 0.5))
+        side = int(round(R**0.5))
         if R == 0:
             # No doc of the batch has an image.
             pooled = regions.new_zeros((B, self.grid * self.grid, D))
@@ -213,7 +218,9 @@ class ReasoningGenerator(nn.Module):
             out = []
             for i, pos in enumerate(positions):
                 values, ids = logits[i, pos].float().topk(k, dim=-1)
-                out.append({"ids": ids.cpu().tolist(), "logits": [[round(v, 4) for v in row] for row in values.cpu().tolist()]})
+                out.append(
+                    {"ids": ids.cpu().tolist(), "logits": [[round(v, 4) for v in row] for row in values.cpu().tolist()]}
+                )
         return out
 
     def _autocast(self, device: torch.device):
@@ -258,7 +265,11 @@ class ReasoningGenerator(nn.Module):
         for i, e in enumerate(encoded):
             n_pad = width - len(e)
             parts.append(torch.cat([embeds[i, :n_pad], prefix[i], embeds[i, n_pad:]], dim=0))
-            masks.append(torch.cat([text_mask[i, :n_pad], torch.ones(P, dtype=text_mask.dtype, device=device), text_mask[i, n_pad:]]))
+            masks.append(
+                torch.cat(
+                    [text_mask[i, :n_pad], torch.ones(P, dtype=text_mask.dtype, device=device), text_mask[i, n_pad:]]
+                )
+            )
         embeds = torch.stack(parts)
         mask = torch.stack(masks)
         # Chains were trained to end with the tokenizer's EOS, which need not be the LM
@@ -334,7 +345,9 @@ def generator_from_folder(folder, settings: dict) -> ReasoningGenerator:
 
     lm_settings, generator_settings = _split_settings(settings)
     lm = lm_from_config(folder, **lm_settings)
-    generator = ReasoningGenerator(lm, AutoTokenizer.from_pretrained(folder), image_width=0, condition_width=0, **generator_settings)
+    generator = ReasoningGenerator(
+        lm, AutoTokenizer.from_pretrained(folder), image_width=0, condition_width=0, **generator_settings
+    )
     generator.settings.update(lm_settings)
     return generator
 
@@ -369,8 +382,10 @@ def reasoning_generator_v1(
 
     lm_settings = {"dtype": dtype, "lora": None if lora is None else dict(lora)}
     settings = {
-        "n_image_tokens": n_image_tokens, "max_chain_tokens": max_chain_tokens,
-        "train_dtype": train_dtype, "label_in_prompt": label_in_prompt,
+        "n_image_tokens": n_image_tokens,
+        "max_chain_tokens": max_chain_tokens,
+        "train_dtype": train_dtype,
+        "label_in_prompt": label_in_prompt,
     }
     check_settings(dtype, lm_settings["lora"])
     path = resolve_model_path(name)

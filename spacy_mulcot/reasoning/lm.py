@@ -10,6 +10,7 @@ so a VLM's vision tower is loaded but not run (see the README's GPU notes).
 7B assistant or 3B student trainable on one GPU. thinc's PyTorch shim steps only
 parameters that received a gradient, so the frozen base stays as loaded.
 """
+
 from typing import Any, Dict, Optional
 
 import torch
@@ -49,7 +50,7 @@ def check_settings(dtype: str, lora: Optional[dict]) -> None:
         raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
     if dtype != "float32" and not lora:
         # thinc's optimizer updates weights through numpy/cupy, which have no bfloat16.
-        raise ValueError(f"a {dtype} LM can only train LoRA adapters: set [generator.lora] or dtype = \"float32\"")
+        raise ValueError(f'a {dtype} LM can only train LoRA adapters: set [generator.lora] or dtype = "float32"')
     unknown = set(lora or {}) - set(LORA_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown LoRA settings {sorted(unknown)}; known: {sorted(LORA_DEFAULTS)}")
@@ -113,7 +114,9 @@ def _decoder(lm: nn.Module):
     language = getattr(inner, "language_model", None)
     holder = language if isinstance(getattr(language, "layers", None), nn.ModuleList) else inner
     if not isinstance(getattr(holder, "layers", None), nn.ModuleList):
-        raise ValueError(f"n_layers needs a decoder with model.layers (Llama, Qwen2, Qwen2-VL…), not {type(lm).__name__}")
+        raise ValueError(
+            f"n_layers needs a decoder with model.layers (Llama, Qwen2, Qwen2-VL…), not {type(lm).__name__}"
+        )
     config = getattr(lm.config, "text_config", None) or lm.config
     return holder, config
 

@@ -5,6 +5,7 @@ it paid for; the next run asks only what is missing. The key covers everything
 that changes the reply: backend, model, generation settings, template content,
 text, aspect, image content hash, stage, gold label and attempt.
 """
+
 import hashlib
 import json
 import sqlite3

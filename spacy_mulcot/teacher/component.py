@@ -6,6 +6,7 @@ chain's parsed prediction); what happened to each item (stage, attempts, tokens,
 errors) goes to ``doc.user_data["mulcot_teacher"]``. Unmatched and failed items get
 no rationale. Not trainable.
 """
+
 import io
 import warnings
 from pathlib import Path
@@ -29,6 +30,7 @@ ON_ERROR = ("raise", "warn")
 
 class TeacherWarning(UserWarning):
     """Some items of a batch got no chain (``on_error = "warn"``)."""
+
 
 DEFAULT_CACHE = Path.home() / ".cache" / "spacy-mulcot" / "teacher.sqlite"
 
@@ -81,19 +83,41 @@ def make_teacher(
         once per batch and goes on.
     """
     return MulcotTeacher(
-        nlp.vocab, backend, name=name, level=level, spans_key=spans_key, two_stage=two_stage,
-        max_retries=max_retries, retry_temperature=retry_temperature, prompt_path=prompt_path,
-        cache_path=cache_path, keep_existing=keep_existing, describe_images=describe_images, batch_size=batch_size,
+        nlp.vocab,
+        backend,
+        name=name,
+        level=level,
+        spans_key=spans_key,
+        two_stage=two_stage,
+        max_retries=max_retries,
+        retry_temperature=retry_temperature,
+        prompt_path=prompt_path,
+        cache_path=cache_path,
+        keep_existing=keep_existing,
+        describe_images=describe_images,
+        batch_size=batch_size,
         on_error=on_error,
     )
 
 
 class MulcotTeacher:
     def __init__(
-        self, vocab, backend, name: str = "mulcot_teacher", *, level: str = "aspect", spans_key: str = ASPECTS_KEY,
-        two_stage: bool = True, max_retries: int = 3, retry_temperature: float = 0.7, prompt_path: Optional[str] = None,
-        cache_path: Optional[str] = str(DEFAULT_CACHE), keep_existing: bool = True, describe_images: bool = True,
-        batch_size: int = 64, on_error: str = "raise",
+        self,
+        vocab,
+        backend,
+        name: str = "mulcot_teacher",
+        *,
+        level: str = "aspect",
+        spans_key: str = ASPECTS_KEY,
+        two_stage: bool = True,
+        max_retries: int = 3,
+        retry_temperature: float = 0.7,
+        prompt_path: Optional[str] = None,
+        cache_path: Optional[str] = str(DEFAULT_CACHE),
+        keep_existing: bool = True,
+        describe_images: bool = True,
+        batch_size: int = 64,
+        on_error: str = "raise",
     ):
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
@@ -110,8 +134,12 @@ class MulcotTeacher:
         self.batch_size = batch_size
         self.cache = ReplyCache(cache_path) if cache_path else None
         self.runner = TwoStageTeacher(
-            backend, TeacherPrompt(level, prompt_path), cache=self.cache, two_stage=two_stage,
-            max_retries=max_retries, retry_temperature=retry_temperature,
+            backend,
+            TeacherPrompt(level, prompt_path),
+            cache=self.cache,
+            two_stage=two_stage,
+            max_retries=max_retries,
+            retry_temperature=retry_temperature,
         )
         self._describer = None
         self.progress = False
@@ -252,4 +280,3 @@ class MulcotTeacher:
 
     def from_bytes(self, data: bytes, *, exclude=tuple()):
         return self
-

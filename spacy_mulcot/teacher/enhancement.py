@@ -7,6 +7,7 @@ chain's prediction matches. Chains that never match are *flagged* ("unmatched"),
 not kept as rationales. Requests run ``backend.max_concurrency`` at a time; every
 reply is cached as it arrives, so a killed run resumes without asking twice.
 """
+
 import hashlib
 import threading
 import time
@@ -113,15 +114,25 @@ class TwoStageTeacher:
 
     # ---- one request --------------------------------------------------------
 
-    def _ask(self, item: TeacherItem, stage: int, attempt: int, result: TeacherResult, report: RunReport) -> TeacherReply:
+    def _ask(
+        self, item: TeacherItem, stage: int, attempt: int, result: TeacherResult, report: RunReport
+    ) -> TeacherReply:
         gold = item.gold if stage == 2 else None
         description = None if self.backend.sees_images else item.image_description
-        prompt = self.prompt.render(item.text, item.aspect, has_image=item.image is not None, image_description=description, gold=gold)
+        prompt = self.prompt.render(
+            item.text, item.aspect, has_image=item.image is not None, image_description=description, gold=gold
+        )
         temperature = 0.0 if attempt == 0 else self.retry_temperature
         key = cache_key(
-            settings=self.backend.settings(), template=self.prompt.sha, text=item.text, aspect=item.aspect,
-            image=item.image_sha if self.backend.sees_images else description, stage=stage, gold=gold,
-            attempt=attempt, temperature=temperature,
+            settings=self.backend.settings(),
+            template=self.prompt.sha,
+            text=item.text,
+            aspect=item.aspect,
+            image=item.image_sha if self.backend.sees_images else description,
+            stage=stage,
+            gold=gold,
+            attempt=attempt,
+            temperature=temperature,
         )
         cached = self.cache.get(key) if self.cache is not None else None
         if cached is not None:
@@ -132,8 +143,12 @@ class TwoStageTeacher:
             if self._stop.is_set():
                 raise TeacherAborted("run aborted")
             request = TeacherRequest(
-                prompt=prompt, image=item.image if self.backend.sees_images else None, image_mime=item.image_mime,
-                image_description=description, temperature=temperature, seed=attempt,
+                prompt=prompt,
+                image=item.image if self.backend.sees_images else None,
+                image_mime=item.image_mime,
+                image_description=description,
+                temperature=temperature,
+                seed=attempt,
             )
             try:
                 reply = self.backend.complete(request)
@@ -156,7 +171,14 @@ class TwoStageTeacher:
             result.completion_tokens += reply.completion_tokens
             result.retries += reply.retries
             if self.cache is not None:
-                self.cache.put(key, {"text": reply.text, "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens})
+                self.cache.put(
+                    key,
+                    {
+                        "text": reply.text,
+                        "prompt_tokens": reply.prompt_tokens,
+                        "completion_tokens": reply.completion_tokens,
+                    },
+                )
         result.attempts += 1
         return reply
 
@@ -220,7 +242,9 @@ class TwoStageTeacher:
                 if on_result is not None:
                     on_result(i, result)
                 bar.update(1)
-                bar.set_postfix(requests=report.requests, cached=report.cache_hits, failed=report.stages["failed"], refresh=False)
+                bar.set_postfix(
+                    requests=report.requests, cached=report.cache_hits, failed=report.stages["failed"], refresh=False
+                )
             bar.close()
         report.seconds = time.perf_counter() - start
         if self._stop.is_set():

@@ -6,6 +6,7 @@ asks the teacher to explain the gold label (stage 2 of the CoT enhancement).
 Templates run in jinja's ``SandboxedEnvironment`` with ``StrictUndefined``, so a
 user template cannot reach Python internals and a misspelt variable is an error.
 """
+
 import hashlib
 from pathlib import Path
 from typing import Optional, Union

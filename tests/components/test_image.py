@@ -71,8 +71,11 @@ def test_bad_image_raises_naming_doc_and_file(nlp_image, image_files, which, mes
 def test_bad_image_skipped_by_policy(image_files, caplog):
     nlp = spacy.blank("en")
     comp = nlp.add_pipe("mulcot_image", config={"on_error": "skip"})
-    docs = [make_doc(nlp, "ok", image=str(image_files["red"])), make_doc(nlp, "bad", image=str(image_files["corrupt"])),
-            make_doc(nlp, "gone", image=str(image_files["missing"]))]
+    docs = [
+        make_doc(nlp, "ok", image=str(image_files["red"])),
+        make_doc(nlp, "bad", image=str(image_files["corrupt"])),
+        make_doc(nlp, "gone", image=str(image_files["missing"])),
+    ]
     out = list(nlp.pipe(docs))
     assert out[0]._.image_features is not None
     assert out[1]._.image_features is None and out[2]._.image_features is None
@@ -98,6 +101,7 @@ def test_exif_orientation_and_rgb():
     assert img.size == (48, 64) and img.mode == "RGB"
     rgba = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
     import io
+
     buf = io.BytesIO()
     rgba.save(buf, format="PNG")
     out = decode_image(buf.getvalue())
@@ -115,13 +119,25 @@ def _save_tiny(tmp_path, kind):
 
     folder = tmp_path / kind
     if kind == "clip":
-        config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                  image_size=32, patch_size=8)
+        config = CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        )
         CLIPVisionModel(config).save_pretrained(folder)
         CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
     else:
-        config = ViTConfig(hidden_size=24, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8)
+        config = ViTConfig(
+            hidden_size=24,
+            intermediate_size=48,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        )
         ViTModel(config).save_pretrained(folder)
     return folder
 
@@ -130,7 +146,9 @@ def _save_tiny(tmp_path, kind):
 def test_hf_vision_encoder_from_local_path(tmp_path, image_files, kind):
     folder = _save_tiny(tmp_path, kind)
     nlp = spacy.blank("en")
-    comp = nlp.add_pipe("mulcot_image", config={"encoder": {"@architectures": "mulcot.HFVisionEncoder.v1", "name": str(folder)}})
+    comp = nlp.add_pipe(
+        "mulcot_image", config={"encoder": {"@architectures": "mulcot.HFVisionEncoder.v1", "name": str(folder)}}
+    )
     assert isinstance(comp.encoder, HFVisionEncoder)
     doc = nlp(make_doc(nlp, "x", image=str(image_files["red"])))
     regions, pooled = doc._.image_features["regions"], doc._.image_features["pooled"]

@@ -1,5 +1,6 @@
 """Images that cannot be used: decoded faithfully or refused, errors naming the doc by
 its position in the call, and no misleading warning downstream."""
+
 import io
 import warnings
 
@@ -26,7 +27,10 @@ def test_16_bit_grey_is_scaled_not_clipped():
     assert [out.getpixel(xy)[0] for xy in ((0, 0), (1, 0), (0, 1), (1, 1))] == [0, 64, 128, 255]
 
 
-@pytest.mark.parametrize("values,expected", [([[0.0, 0.5], [1.0, 0.25]], [0, 128, 255, 64]), ([[0.0, 100.0], [255.0, 10.0]], [0, 100, 255, 10])])
+@pytest.mark.parametrize(
+    "values,expected",
+    [([[0.0, 0.5], [1.0, 0.25]], [0, 128, 255, 64]), ([[0.0, 100.0], [255.0, 10.0]], [0, 100, 255, 10])],
+)
 def test_float_images_in_a_known_range_are_scaled(values, expected):
     out = decode_image(png(Image.fromarray(numpy.array(values, dtype="float32"), mode="F")))
     assert [out.getpixel(xy)[0] for xy in ((0, 0), (1, 0), (0, 1), (1, 1))] == expected

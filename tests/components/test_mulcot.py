@@ -1,5 +1,6 @@
 """The ``mulcot`` component end to end with the real default encoders
 (all-MiniLM-L6-v2 + EfficientNet-Lite0) on a few handwritten posts."""
+
 import random
 
 import numpy
@@ -230,7 +231,9 @@ def test_evaluate_cli_reads_images_and_reports_every_metric(trained, tmp_path):
     nlp.to_disk(tmp_path / "pipeline")
     DocBin(store_user_data=True, docs=gold).to_disk(tmp_path / "test.spacy")
     out = tmp_path / "metrics.json"
-    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "pipeline"), str(tmp_path / "test.spacy"), "--output", str(out)])
+    result = CliRunner().invoke(
+        app, ["evaluate", str(tmp_path / "pipeline"), str(tmp_path / "test.spacy"), "--output", str(out)]
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())
     assert metrics["n_posts"] == len(gold) and metrics["n_gold_aspects"] == 7

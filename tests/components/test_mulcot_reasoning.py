@@ -1,6 +1,7 @@
 """``mulcot`` with a reasoning generator: joint training, chains per aspect and post,
 the label guarantee, generation on/off, save → load. The generator is a tiny random
 Llama built here (SmolLM2's real tokenizer); the encoders are the real defaults."""
+
 import pytest
 import spacy
 
@@ -26,8 +27,16 @@ def build_nlp(lm_path, generator=None, **component):
     nlp.add_pipe("transformer", config=TRANSFORMER)
     nlp.add_pipe("mulcot_image")
     model = {
-        "hidden_width": 64, "attention_heads": 2, "image_dropout": 0.0, "rationale_dropout": 0.0,
-        "generator": {"@architectures": "mulcot.ReasoningGenerator.v1", "name": str(lm_path), "train_dtype": None, **(generator or {})},
+        "hidden_width": 64,
+        "attention_heads": 2,
+        "image_dropout": 0.0,
+        "rationale_dropout": 0.0,
+        "generator": {
+            "@architectures": "mulcot.ReasoningGenerator.v1",
+            "name": str(lm_path),
+            "train_dtype": None,
+            **(generator or {}),
+        },
     }
     nlp.add_pipe("mulcot", config={"model": model, "max_new_tokens": 40, "max_reasoning_items": 0, **component})
     return nlp
@@ -50,7 +59,14 @@ def trained(tiny_lm_path, tmp_path_factory):
     # Chains are targets: the inputs carry none (as in the training configs).
     examples = [make_example(d, rationales=False) for d in gold]
     reasoning = []
-    history = train(nlp, examples, steps=80, seed=0, learn_rate=3e-3, on_step=lambda losses: reasoning.append(losses["mulcot_reasoning"]))
+    history = train(
+        nlp,
+        examples,
+        steps=80,
+        seed=0,
+        learn_rate=3e-3,
+        on_step=lambda losses: reasoning.append(losses["mulcot_reasoning"]),
+    )
     return nlp, gold, history, reasoning
 
 
@@ -121,17 +137,29 @@ def test_save_load_reproduces_chains(trained, tmp_path):
     after = [(s._.reasoning, d._.reasoning) for d in loaded.pipe(fresh(loaded, gold)) for s in d.spans["aspects"]]
     assert after == before
     # The LM folder it was built from is gone (another machine): the pipeline's own copy serves.
-    moved = spacy.load(tmp_path / "model", config={"components": {"mulcot": {"model": {"generator": {"name": str(tmp_path / "gone")}}}}})
-    assert [(s._.reasoning, d._.reasoning) for d in moved.pipe(fresh(moved, gold)) for s in d.spans["aspects"]] == before
+    moved = spacy.load(
+        tmp_path / "model",
+        config={"components": {"mulcot": {"model": {"generator": {"name": str(tmp_path / "gone")}}}}},
+    )
+    assert [
+        (s._.reasoning, d._.reasoning) for d in moved.pipe(fresh(moved, gold)) for s in d.spans["aspects"]
+    ] == before
     # A name that now means a different LM (a relative path, another folder) is not used either.
-    other = spacy.load(tmp_path / "model", config={"components": {"mulcot": {"model": {"generator": {"name": "SmolLM2-135M-Instruct", "n_layers": 1}}}}})
-    assert [(s._.reasoning, d._.reasoning) for d in other.pipe(fresh(other, gold)) for s in d.spans["aspects"]] == before
+    other = spacy.load(
+        tmp_path / "model",
+        config={"components": {"mulcot": {"model": {"generator": {"name": "SmolLM2-135M-Instruct", "n_layers": 1}}}}},
+    )
+    assert [
+        (s._.reasoning, d._.reasoning) for d in other.pipe(fresh(other, gold)) for s in d.spans["aspects"]
+    ] == before
     # Bytes carry the generator as the disk does: a pipeline whose generator name means
     # another LM (one layer here) rebuilds the saved one from the bytes alone.
     data = nlp.to_bytes()
     blank = spacy.util.load_model_from_config(other.config, auto_fill=False)
     blank.from_bytes(data)
-    assert [(s._.reasoning, d._.reasoning) for d in blank.pipe(fresh(blank, gold)) for s in d.spans["aspects"]] == before
+    assert [
+        (s._.reasoning, d._.reasoning) for d in blank.pipe(fresh(blank, gold)) for s in d.spans["aspects"]
+    ] == before
     # Without that copy, using the generator says what is missing.
     with pytest.raises(RuntimeError, match="could not be loaded"):
         build_nlp(tmp_path / "gone").initialize(lambda: [make_example(d, rationales=False) for d in gold])
@@ -186,7 +214,9 @@ def test_bad_settings_are_refused(tiny_lm_path):
 
 
 @pytest.mark.parametrize("student,layers,hidden,lam", [(False, 30, 384, 0.0), (True, 10, 128, 0.5)])
-def test_reasoning_config_builds_the_assistant_and_with_the_workflows_overrides_the_student(student, layers, hidden, lam, tiny_lm_path):
+def test_reasoning_config_builds_the_assistant_and_with_the_workflows_overrides_the_student(
+    student, layers, hidden, lam, tiny_lm_path
+):
     from pathlib import Path
 
     from spacy_mulcot.architectures import generator_of, net_shim

@@ -2,6 +2,7 @@
 initialised from it, stored soft targets, the distillation loss, and rationale
 augmentation. A tiny assistant (tiny random Llama + the real encoders) is trained
 here on two posts."""
+
 import json
 import subprocess
 import sys
@@ -34,7 +35,9 @@ def assistant(tiny_lm_path, tmp_path_factory):  # noqa: F811
 
 
 def cli(*args):
-    run = subprocess.run([sys.executable, "-m", "spacy_mulcot", *map(str, args)], capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-m", "spacy_mulcot", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
     assert run.returncode == 0, run.stdout[-1000:] + run.stderr[-3000:]
     return run.stdout
 
@@ -70,7 +73,12 @@ def test_soft_targets_are_stored_with_the_training_docs(assistant, tmp_path):
     nlp = spacy.load(assistant / "model")
     tokenizer = generator_of(nlp.get_pipe("mulcot").model).tokenizer
     docs = read(out)
-    predicted = list(nlp.pipe(fresh(nlp, read(assistant / "train.spacy"), given=True), component_cfg={"mulcot": {"generate_reasoning": False}}))
+    predicted = list(
+        nlp.pipe(
+            fresh(nlp, read(assistant / "train.spacy"), given=True),
+            component_cfg={"mulcot": {"generate_reasoning": False}},
+        )
+    )
     for doc, pred in zip(docs, predicted):
         for span, pspan in zip(doc.spans["aspects"], pred.spans["aspects"]):
             logits = numpy.asarray(span._.soft_labels)
@@ -92,7 +100,9 @@ def test_distilled_student_trains_with_the_mixed_loss(assistant, tiny_lm_path, t
     docs = read(tmp_path / "soft.spacy")
     examples = [make_example(d, rationales=False) for d in docs]
     reasoning = []
-    history = train(student, examples, steps=40, learn_rate=3e-3, on_step=lambda l: reasoning.append(l["mulcot_reasoning"]))
+    history = train(
+        student, examples, steps=40, learn_rate=3e-3, on_step=lambda l: reasoning.append(l["mulcot_reasoning"])
+    )
     assert history[-1] < 0.3 * history[0], history[::5]
     assert reasoning[-1] < 0.3 * reasoning[0], reasoning[::5]
     # the span part of the loss is (1 - λ)·CE + λ·T²·KL and its gradient is exact

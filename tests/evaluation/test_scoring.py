@@ -1,4 +1,5 @@
 """The metrics (hand-counted cases), BIO encoding/decoding and the two-way corpus."""
+
 import numpy
 import pytest
 import spacy
@@ -6,9 +7,9 @@ from spacy.tokens import Span, SpanGroup
 from spacy.training import Example
 
 from spacy_mulcot import bio
+from spacy_mulcot.evaluation.scores import macro_f1, score_mulcot
 from spacy_mulcot.rationale import chain_units
 from spacy_mulcot.readers.corpus import MulcotCorpus, make_example
-from spacy_mulcot.evaluation.scores import macro_f1, score_mulcot
 
 
 def _doc(nlp, text, spans, source=None, cats=None):
@@ -26,9 +27,13 @@ def test_mate_jmasa_masc_msc_counts():
     gold = [(0, 1, "NEU"), (2, 3, "POS"), (4, 5, "NEG")]
     ref = _doc(nlp, text, gold, cats={"POS": 0.0, "NEU": 1.0, "NEG": 0.0})
     # extracted: Obama right (span + label), Merkel wrong label, "Berlin today" wrong span
-    extracted = _doc(nlp, text, [(0, 1, "NEU"), (2, 3, "NEG"), (4, 6, "NEG")], "predicted", {"POS": 0.1, "NEU": 0.8, "NEG": 0.1})
+    extracted = _doc(
+        nlp, text, [(0, 1, "NEU"), (2, 3, "NEG"), (4, 6, "NEG")], "predicted", {"POS": 0.1, "NEU": 0.8, "NEG": 0.1}
+    )
     # given: labels for the three gold aspects, two right
-    given = _doc(nlp, text, [(0, 1, "NEU"), (2, 3, "POS"), (4, 5, "POS")], "given", {"POS": 0.6, "NEU": 0.3, "NEG": 0.1})
+    given = _doc(
+        nlp, text, [(0, 1, "NEU"), (2, 3, "POS"), (4, 5, "POS")], "given", {"POS": 0.6, "NEU": 0.3, "NEG": 0.1}
+    )
     scores = score_mulcot([Example(extracted, ref), Example(given, ref)])
     assert scores["mulcot_mate_p"] == pytest.approx(2 / 3)
     assert scores["mulcot_mate_r"] == pytest.approx(2 / 3)
@@ -89,6 +94,10 @@ def test_corpus_both_yields_each_doc_twice_and_hides_rationales(tmp_path):
 
 def test_chain_units_are_the_sections():
     chain = '"Text_analysis": "upbeat words"\n"Image_analysis": "a smiling crowd"\n"Prediction": "positive"'
-    assert chain_units(chain) == ["Text analysis: upbeat words", "Image analysis: a smiling crowd", "Prediction: positive"]
+    assert chain_units(chain) == [
+        "Text analysis: upbeat words",
+        "Image analysis: a smiling crowd",
+        "Prediction: positive",
+    ]
     assert chain_units("just a free-form explanation") == ["just a free-form explanation"]
     assert chain_units("   ") == []

@@ -1,5 +1,6 @@
 """Readers given bad input, as users hand it over: each case was a bug (a crash
 without file and line, a chain on the wrong aspect, a path out of the data folder)."""
+
 import json
 
 import pytest
@@ -19,7 +20,11 @@ def chain(label: str) -> str:
 
 
 def test_non_utf8_byte_names_file_and_line_and_can_be_skipped(tmp_path):
-    rows = [b"1\t2\t1.jpg\t$T$ is great\tTesla", b"2\t0\t2.jpg\tcaf\xe9 $T$ closed\tParis", b"3\t1\t3.jpg\t$T$ today\tObama"]
+    rows = [
+        b"1\t2\t1.jpg\t$T$ is great\tTesla",
+        b"2\t0\t2.jpg\tcaf\xe9 $T$ closed\tParis",
+        b"3\t1\t3.jpg\t$T$ today\tObama",
+    ]
     path = tmp_path / "train.tsv"
     path.write_bytes(HEADER.encode() + b"\n".join(rows) + b"\n")
     vocab = spacy.blank("en").vocab
@@ -52,9 +57,16 @@ def test_duplicated_mention_rows_keep_each_chain_on_its_own_aspect(tmp_path):
     ]
     (tmp_path / "train.json").write_text(json.dumps(records))
     stats = ReadStats()
-    docs = list(read_twitter(tmp_path / "train.tsv", spacy.blank("en").vocab, chains=ChainIndex(tmp_path / "train.json"), stats=stats))
+    docs = list(
+        read_twitter(
+            tmp_path / "train.tsv", spacy.blank("en").vocab, chains=ChainIndex(tmp_path / "train.json"), stats=stats
+        )
+    )
     spans = docs[0].spans[ASPECTS_KEY]
-    assert [(s.text, s.label_, s._.rationale_label) for s in spans] == [("Messi", "POS", "POS"), ("Boston", "NEG", "NEG")]
+    assert [(s.text, s.label_, s._.rationale_label) for s in spans] == [
+        ("Messi", "POS", "POS"),
+        ("Boston", "NEG", "NEG"),
+    ]
     assert stats.duplicates == 1
 
 
@@ -83,7 +95,9 @@ def test_mvsa_labels_are_strict(tmp_path, label):
 @pytest.mark.parametrize("post_id", ["../../etc/passwd", "/etc/passwd", "a/../../b"])
 def test_mvsa_id_cannot_leave_the_image_folder(tmp_path, post_id):
     path = tmp_path / "mvsa.json"
-    path.write_text(json.dumps([{"id": post_id, "text": "x", "emotion_label": 0}, {"id": 2, "text": "y", "emotion_label": 1}]))
+    path.write_text(
+        json.dumps([{"id": post_id, "text": "x", "emotion_label": 0}, {"id": 2, "text": "y", "emotion_label": 1}])
+    )
     with pytest.raises(RowError, match="leaves the folder"):
         list(read_mvsa(path, spacy.blank("en"), image_dir=tmp_path / "images"))
     stats = ReadStats()

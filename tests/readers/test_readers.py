@@ -117,9 +117,16 @@ def test_jsonl_reader(tmp_path):
     nlp = spacy.blank("en")
     (tmp_path / "p.jpg").write_bytes(make_image())
     lines = [
-        {"text": "Loving the new iPhone , battery is awful", "image": "p.jpg",
-         "aspects": [{"start": 15, "end": 21, "polarity": "positive"}, {"text": "battery", "polarity": "NEG", "reasoning": '"Prediction": negative'}],
-         "label": "NEU", "reasoning": '"Prediction": neutral'},
+        {
+            "text": "Loving the new iPhone , battery is awful",
+            "image": "p.jpg",
+            "aspects": [
+                {"start": 15, "end": 21, "polarity": "positive"},
+                {"text": "battery", "polarity": "NEG", "reasoning": '"Prediction": negative'},
+            ],
+            "label": "NEU",
+            "reasoning": '"Prediction": neutral',
+        },
         {"text": "just text"},
     ]
     path = tmp_path / "posts.jsonl"
@@ -139,8 +146,15 @@ def test_jsonl_reader(tmp_path):
 
 
 def test_convert_cli_and_corpus_reader_keep_inputs(tiny_tsv, tmp_path):
-    chains = [{"text": "RT @ fan : Chuck Bass is everything # MCM", "aspect": "Chuck Bass", "image_path": "1.jpg",
-               "label": "positive", "cot": '"Text_analysis": "love"\n"Prediction": "positive"'}]
+    chains = [
+        {
+            "text": "RT @ fan : Chuck Bass is everything # MCM",
+            "aspect": "Chuck Bass",
+            "image_path": "1.jpg",
+            "label": "positive",
+            "cot": '"Text_analysis": "love"\n"Prediction": "positive"',
+        }
+    ]
     (tiny_tsv.parent / "reasoning").mkdir()
     (tiny_tsv.parent / "reasoning" / "train.json").write_text(json.dumps(chains))
     out = tmp_path / "corpus"
@@ -165,7 +179,9 @@ def test_convert_cli_and_corpus_reader_keep_inputs(tiny_tsv, tmp_path):
 def test_readers_resolve_from_a_config(tiny_tsv):
     from spacy.util import registry
 
-    reader = registry.resolve({"r": {"@readers": "mulcot.TwitterReader.v1", "path": str(tiny_tsv), "view": "aspect"}})["r"]
+    reader = registry.resolve({"r": {"@readers": "mulcot.TwitterReader.v1", "path": str(tiny_tsv), "view": "aspect"}})[
+        "r"
+    ]
     egs = list(reader(spacy.blank("en")))
     assert len(egs) == 3 and all(len(eg.predicted.spans[ASPECTS_KEY]) == 1 for eg in egs)
 
@@ -185,7 +201,9 @@ def test_entry_points_work_without_importing_the_package(tmp_path):
 
 def test_convert_jsonl_and_mvsa_cli(tmp_path):
     posts = tmp_path / "posts.jsonl"
-    posts.write_text(json.dumps({"text": "Great #coffee here", "aspects": ["#coffee"], "label": "positive"}) + "\n{broken\n")
+    posts.write_text(
+        json.dumps({"text": "Great #coffee here", "aspects": ["#coffee"], "label": "positive"}) + "\n{broken\n"
+    )
     runner = CliRunner()
     result = runner.invoke(app, ["convert", "jsonl", str(posts), str(tmp_path / "p.spacy")])
     assert result.exit_code != 0 and "line 2" in str(result.exception)

@@ -4,6 +4,7 @@ Qwen2-VL models and a tiny CLIP built in the test (no download), so the code pat
 users take is known to run: the VLM loads as a generator, only the LoRA adapters train,
 save → load gives the same chains, the merged export loads as a plain HF model, and the
 student learns from the assistant's stored soft targets."""
+
 from pathlib import Path
 from typing import Optional
 
@@ -15,10 +16,10 @@ from spacy_mulcot.architectures import generator_of
 from spacy_mulcot.readers.corpus import make_example
 from spacy_mulcot.reasoning import reasoning_generator_v1
 
-from ..distill.test_distillation import cli, read
 from ..components.test_mulcot import fresh, train
 from ..components.test_mulcot_reasoning import gold_docs
 from ..conftest import workflow_overrides
+from ..distill.test_distillation import cli, read
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 
@@ -30,11 +31,29 @@ def _tiny_vlm(kind: str, tokenizer, folder: Path) -> Path:
     vocab = len(tokenizer)
     torch.manual_seed(0)
     config = config_class(
-        vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512, rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},
-        vision_config={"depth": 1, "embed_dim": 32, "hidden_size": 32, "out_hidden_size": 64, "num_heads": 2, "intermediate_size": 64},
-        vision_start_token_id=vocab - 4, vision_end_token_id=vocab - 3, image_token_id=vocab - 2, video_token_id=vocab - 1,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},
+        vision_config={
+            "depth": 1,
+            "embed_dim": 32,
+            "hidden_size": 32,
+            "out_hidden_size": 64,
+            "num_heads": 2,
+            "intermediate_size": 64,
+        },
+        vision_start_token_id=vocab - 4,
+        vision_end_token_id=vocab - 3,
+        image_token_id=vocab - 2,
+        video_token_id=vocab - 1,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
     )
     AutoModelForImageTextToText.from_config(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -49,8 +68,16 @@ def tiny_models(tiny_lm_path, tmp_path_factory):  # tiny_lm_path: skips without 
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm_path)  # SmolLM2's real tokenizer
     clip = tmp / "clip"
     torch.manual_seed(0)
-    CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                                     image_size=32, patch_size=8)).save_pretrained(clip)
+    CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        )
+    ).save_pretrained(clip)
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(clip)
     return {
         "qwen2_5_vl": _tiny_vlm("qwen2_5_vl", tokenizer, tmp / "qwen2_5_vl"),
@@ -88,8 +115,13 @@ def assistant(tiny_models, tmp_path_factory):
     before = {n: p.detach().clone() for n, p in lm.named_parameters()}
     gold = gold_docs(nlp, tmp)
     reasoning = []
-    train(nlp, [make_example(d, rationales=False) for d in gold], steps=40, learn_rate=3e-3,
-          on_step=lambda losses: reasoning.append(losses["mulcot_reasoning"]))
+    train(
+        nlp,
+        [make_example(d, rationales=False) for d in gold],
+        steps=40,
+        learn_rate=3e-3,
+        on_step=lambda losses: reasoning.append(losses["mulcot_reasoning"]),
+    )
     nlp.to_disk(tmp / "model")
     from spacy.tokens import DocBin
 
@@ -97,7 +129,14 @@ def assistant(tiny_models, tmp_path_factory):
     for doc in gold:
         db.add(doc)
     db.to_disk(tmp / "train.spacy")
-    return {"nlp": nlp, "gold": gold, "before": before, "reasoning": reasoning, "dir": tmp, "base": tiny_models["qwen2_5_vl"]}
+    return {
+        "nlp": nlp,
+        "gold": gold,
+        "before": before,
+        "reasoning": reasoning,
+        "dir": tmp,
+        "base": tiny_models["qwen2_5_vl"],
+    }
 
 
 def test_assistant_config_trains_only_the_lora_adapters_of_a_qwen_vlm(assistant):
@@ -139,7 +178,14 @@ def test_assistant_save_load_gives_the_same_chains(assistant, tmp_path):
 
 
 def test_student_config_distills_from_the_stored_soft_targets(assistant, tiny_models, tmp_path):
-    cli("soft-targets", assistant["dir"] / "model", assistant["dir"] / "train.spacy", tmp_path / "soft.spacy", "--top-k", "4")
+    cli(
+        "soft-targets",
+        assistant["dir"] / "model",
+        assistant["dir"] / "train.spacy",
+        tmp_path / "soft.spacy",
+        "--top-k",
+        "4",
+    )
     docs = read(tmp_path / "soft.spacy")
     assert all(s._.chain_topk for d in docs for s in d.spans["aspects"])
     overrides = workflow_overrides("distill-student", student_generator=str(tiny_models["qwen2_vl"]), student_layers=0)
@@ -149,8 +195,13 @@ def test_student_config_distills_from_the_stored_soft_targets(assistant, tiny_mo
     lm = generator_of(pipe.model).lm
     assert type(lm.get_base_model()).__name__ == "Qwen2VLForConditionalGeneration"
     reasoning = []
-    history = train(student, [make_example(d, rationales=False) for d in docs], steps=40, learn_rate=3e-3,
-                    on_step=lambda losses: reasoning.append(losses["mulcot_reasoning"]))
+    history = train(
+        student,
+        [make_example(d, rationales=False) for d in docs],
+        steps=40,
+        learn_rate=3e-3,
+        on_step=lambda losses: reasoning.append(losses["mulcot_reasoning"]),
+    )
     assert history[-1] < 0.5 * history[0], history[::5]
     assert reasoning[-1] < reasoning[0] - 0.5 and reasoning[-1] < reasoning[len(reasoning) // 2], reasoning[::5]
 

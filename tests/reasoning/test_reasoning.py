@@ -1,4 +1,5 @@
 """The reasoning generator with a tiny random Llama (built here) and SmolLM2's real tokenizer."""
+
 import importlib.util
 
 import pytest
@@ -28,18 +29,30 @@ def tiny_generator(tokenizer, seed=0):
 
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     return ReasoningGenerator(LlamaForCausalLM(config), tokenizer, image_width=16, n_image_tokens=4)
 
 
 def test_tiny_generator_overfits_two_chains_and_reloads(tokenizer, tmp_path):
     gen = tiny_generator(tokenizer)
-    prompts = [build_prompt(tokenizer, "Loving the new Tesla", "Tesla"), build_prompt(tokenizer, "Boston traffic again", "Boston")]
+    prompts = [
+        build_prompt(tokenizer, "Loving the new Tesla", "Tesla"),
+        build_prompt(tokenizer, "Boston traffic again", "Boston"),
+    ]
     regions = torch.randn(2, 9, 16)
-    prefix = lambda: gen.prefix(regions, torch.tensor([True, False]))
+
+    def prefix():
+        return gen.prefix(regions, torch.tensor([True, False]))
+
     optimizer = torch.optim.Adam(gen.parameters(), lr=3e-3)
     losses = []
     gen.train()
@@ -56,7 +69,10 @@ def test_tiny_generator_overfits_two_chains_and_reloads(tokenizer, tmp_path):
     assert out == CHAINS
     # one by one gives the same as batched (left padding handled)
     with torch.inference_mode():
-        single = [gen.generate([p], gen.prefix(regions[i : i + 1], torch.tensor([i == 0])), max_new_tokens=40)[0] for i, p in enumerate(prompts)]
+        single = [
+            gen.generate([p], gen.prefix(regions[i : i + 1], torch.tensor([i == 0])), max_new_tokens=40)[0]
+            for i, p in enumerate(prompts)
+        ]
     assert single == out
     torch.save(gen.state_dict(), tmp_path / "gen.pt")
     again = tiny_generator(tokenizer, seed=1)

@@ -2,6 +2,7 @@
 answers badly on purpose: bodies that are not chat completions, refusals, retries,
 a dead port, a missing image. Each case was a bug (a crash, a silent gap, a false
 exit code or count)."""
+
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,11 +22,16 @@ from ..conftest import make_image
 
 
 def completion(text: str) -> bytes:
-    return json.dumps({
-        "id": "x", "object": "chat.completion", "created": 0, "model": "m",
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
-    }).encode()
+    return json.dumps(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        }
+    ).encode()
 
 
 class Server:
@@ -88,7 +94,9 @@ def items(n):
 )
 def test_a_body_that_is_not_a_chat_completion_fails_items_and_stops_the_run(serve, ctype, body):
     server = serve(lambda n: (200, ctype, body))
-    runner = TwoStageTeacher(backend(server.url, max_concurrency=1), TeacherPrompt("aspect"), max_consecutive_failures=3)
+    runner = TwoStageTeacher(
+        backend(server.url, max_concurrency=1), TeacherPrompt("aspect"), max_consecutive_failures=3
+    )
     results, report = runner.run(items(10), progress=False)
     assert all(r.status == "failed" for r in results)
     assert "not a chat completion" in results[0].error
@@ -97,8 +105,16 @@ def test_a_body_that_is_not_a_chat_completion_fails_items_and_stops_the_run(serv
 
 def test_retries_are_counted_even_when_the_request_then_fails(serve):
     # Two 503s, then a refusal: the report must show the two retries.
-    server = serve(lambda n: (503, "application/json", b'{"error": "busy"}') if n <= 2 else (400, "application/json", b'{"error": "bad"}'))
-    results, report = TwoStageTeacher(backend(server.url, max_retries=5), TeacherPrompt("aspect")).run(items(1), progress=False)
+    server = serve(
+        lambda n: (
+            (503, "application/json", b'{"error": "busy"}')
+            if n <= 2
+            else (400, "application/json", b'{"error": "bad"}')
+        )
+    )
+    results, report = TwoStageTeacher(backend(server.url, max_retries=5), TeacherPrompt("aspect")).run(
+        items(1), progress=False
+    )
     assert results[0].status == "failed" and "(400)" in results[0].error
     assert report.retries == 2 and results[0].retries == 2
 
@@ -115,8 +131,13 @@ def posts(nlp, tmp_path, missing_image=False):
 
 def test_component_in_a_pipeline_warns_or_raises_when_the_server_is_down(tmp_path):
     nlp = spacy.blank("en")
-    dead = {"@misc": "mulcot.OpenAICompatible.v1", "model": "m", "base_url": "http://127.0.0.1:9/v1",
-            "api_key_env": None, "max_retries": 0}
+    dead = {
+        "@misc": "mulcot.OpenAICompatible.v1",
+        "model": "m",
+        "base_url": "http://127.0.0.1:9/v1",
+        "api_key_env": None,
+        "max_retries": 0,
+    }
     nlp.add_pipe("mulcot_teacher", config={"backend": dead, "cache_path": None, "on_error": "warn"})
     with pytest.warns(TeacherWarning, match=r"2 of 2 items got no chain"):
         docs = list(nlp.pipe(posts(nlp, tmp_path)))
@@ -156,8 +177,22 @@ def test_teach_cli_exits_1_when_every_request_is_refused(serve, tmp_path):
     server = serve(lambda n: (400, "application/json", b'{"error": {"message": "model not allowed"}}'))
     source = write_corpus(spacy.blank("en"), tmp_path)
     out = tmp_path / "out.spacy"
-    result = CliRunner().invoke(app, ["teach", str(source), str(out), "--model", "m", "--base-url", server.url,
-                                      "--api-key-env", "NO_SUCH_KEY_VAR", "--cache", str(tmp_path / "c.sqlite")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "teach",
+            str(source),
+            str(out),
+            "--model",
+            "m",
+            "--base-url",
+            server.url,
+            "--api-key-env",
+            "NO_SUCH_KEY_VAR",
+            "--cache",
+            str(tmp_path / "c.sqlite"),
+        ],
+    )
     assert result.exit_code == 1, result.output
     assert "every one of the 2 items failed" in result.output and not out.exists()
     report = json.loads(out.with_suffix(".report.json").read_text())
@@ -170,8 +205,18 @@ def test_teach_cli_skips_a_missing_image_and_honours_openai_base_url(serve, tmp_
     monkeypatch.setenv("MULCOT_KEY", "k")
     source = write_corpus(spacy.blank("en"), tmp_path, missing_image=True)
     out = tmp_path / "out.spacy"
-    args = ["teach", str(source), str(out), "--model", "m", "--api-key-env", "MULCOT_KEY", "--no-two-stage",
-            "--cache", str(tmp_path / "c.sqlite")]
+    args = [
+        "teach",
+        str(source),
+        str(out),
+        "--model",
+        "m",
+        "--api-key-env",
+        "MULCOT_KEY",
+        "--no-two-stage",
+        "--cache",
+        str(tmp_path / "c.sqlite"),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and "doc 1" in result.output and "gone.jpg" in result.output and not out.exists()
     result = CliRunner().invoke(app, args + ["--on-error", "skip"])

@@ -1,6 +1,7 @@
 """The teacher's logic: prompts, the reply cache, the two-stage enhancement, failure
 handling and the ``mulcot_teacher`` component, with a scripted backend (a real
 server is exercised in test_teacher_server.py)."""
+
 import threading
 
 import pytest
@@ -50,12 +51,22 @@ def gold_stage2(request):
 def test_prompt_has_the_method_parts_and_is_sandboxed(tmp_path):
     prompt = TeacherPrompt("aspect")
     text = prompt.render("Loving the new Tesla", "Tesla", has_image=True)
-    for part in ("poster's sentiment toward the aspect", "positive:", "neutral:", "negative:", "Loving the new Tesla",
-                 "Target aspect: Tesla", '"Text_analysis"', '"Image_analysis"', '"Conflict_resolution"',
-                 '"Final_conclusion"', '"Prediction"'):
+    for part in (
+        "poster's sentiment toward the aspect",
+        "positive:",
+        "neutral:",
+        "negative:",
+        "Loving the new Tesla",
+        "Target aspect: Tesla",
+        '"Text_analysis"',
+        '"Image_analysis"',
+        '"Conflict_resolution"',
+        '"Final_conclusion"',
+        '"Prediction"',
+    ):
         assert part in text
     assert "correct sentiment" not in text
-    assert "The correct sentiment toward \"Tesla\" is positive." in prompt.render("x", "Tesla", gold="POS")
+    assert 'The correct sentiment toward "Tesla" is positive.' in prompt.render("x", "Tesla", gold="POS")
     post = TeacherPrompt("post").render("What a day", image_description="likely shows beach (80%)")
     assert "likely shows beach" in post and "aspect" not in post.split("Text:")[1]
     evil = tmp_path / "evil.jinja"
@@ -77,7 +88,11 @@ def test_prompt_has_the_method_parts_and_is_sandboxed(tmp_path):
 def test_two_stage_explains_the_gold_label_and_flags_the_rest(tmp_path):
     backend = Scripted(gold_stage2)
     teacher = TwoStageTeacher(backend, TeacherPrompt("aspect"), cache=ReplyCache(tmp_path / "c.sqlite"), max_retries=2)
-    items = [TeacherItem("good car", "car", "POS"), TeacherItem("news", "Obama", "NEU"), TeacherItem("no gold", "x", None)]
+    items = [
+        TeacherItem("good car", "car", "POS"),
+        TeacherItem("news", "Obama", "NEU"),
+        TeacherItem("no gold", "x", None),
+    ]
     results, report = teacher.run(items, progress=False)
     assert [r.status for r in results] == ["stage2", "stage1", "stage1"]
     assert [r.label for r in results] == ["POS", "NEU", "NEU"]
@@ -99,7 +114,9 @@ def test_cache_means_no_second_request_and_template_changes_invalidate(tmp_path)
     first = Scripted(gold_stage2)
     TwoStageTeacher(first, TeacherPrompt("aspect"), cache=cache).run(items, progress=False)
     again = Scripted(gold_stage2)
-    results, report = TwoStageTeacher(again, TeacherPrompt("aspect"), cache=ReplyCache(tmp_path / "c.sqlite")).run(items, progress=False)
+    results, report = TwoStageTeacher(again, TeacherPrompt("aspect"), cache=ReplyCache(tmp_path / "c.sqlite")).run(
+        items, progress=False
+    )
     assert again.requests == [] and report.requests == 0 and report.cache_hits == len(first.requests)
     assert [r.status for r in results] == ["stage2", "stage2"]
     edited = tmp_path / "edited.jinja"
@@ -127,7 +144,9 @@ def test_failures_are_counted_and_a_dead_backend_stops_the_run():
 
     dead = Scripted(down)
     items = [TeacherItem(f"post {i}", "x", "POS") for i in range(20)]
-    results, report = TwoStageTeacher(dead, TeacherPrompt("aspect"), max_consecutive_failures=3).run(items, progress=False)
+    results, report = TwoStageTeacher(dead, TeacherPrompt("aspect"), max_consecutive_failures=3).run(
+        items, progress=False
+    )
     assert report.aborted and "server" in report.aborted
     assert len(dead.requests) < 20 and all(r.status == "failed" for r in results)
 
@@ -173,7 +192,9 @@ def test_component_does_not_keep_unmatched_chains(tmp_path):
 
 def test_post_level_uses_cats_as_gold(tmp_path):
     nlp = spacy.blank("en")
-    backend = Scripted(lambda r: chain("negative") if "correct sentiment of this post is negative" in r.prompt else chain("neutral"))
+    backend = Scripted(
+        lambda r: chain("negative") if "correct sentiment of this post is negative" in r.prompt else chain("neutral")
+    )
     teacher = MulcotTeacher(nlp.vocab, backend, level="post", cache_path=None)
     doc = nlp.make_doc("Worst service ever")
     doc.cats = {"POS": 0.0, "NEU": 0.0, "NEG": 1.0}
@@ -209,8 +230,15 @@ def test_hf_local_text_only_model_writes_a_reply(tmp_path):
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("SmolLM2-135M-Instruct"))
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, eos_token_id=tokenizer.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     LlamaForCausalLM(config).save_pretrained(tmp_path / "lm")
     tokenizer.save_pretrained(tmp_path / "lm")
     backend = HFLocal(str(tmp_path / "lm"), max_new_tokens=8)
@@ -218,7 +246,10 @@ def test_hf_local_text_only_model_writes_a_reply(tmp_path):
     reply = backend.complete(TeacherRequest("Sentiment toward Tesla?", image_description="likely shows car (90%)"))
     assert reply.completion_tokens == 8 and reply.prompt_tokens > 5 and isinstance(reply.text, str)
     # greedy is deterministic: the same request, the same reply
-    assert backend.complete(TeacherRequest("Sentiment toward Tesla?")).text == backend.complete(TeacherRequest("Sentiment toward Tesla?")).text
+    assert (
+        backend.complete(TeacherRequest("Sentiment toward Tesla?")).text
+        == backend.complete(TeacherRequest("Sentiment toward Tesla?")).text
+    )
 
 
 def test_split_cli_holds_out_a_slice(tmp_path):
@@ -234,12 +265,30 @@ def test_split_cli_holds_out_a_slice(tmp_path):
             db.add(nlp.make_doc(f"{name} post {i}"))
         db.to_disk(tmp_path / f"{name}.spacy")
     out = tmp_path / "joint"
-    run = subprocess.run([sys.executable, "-m", "spacy_mulcot", "split", str(tmp_path / "dev.spacy"), str(out),
-                          "--add", str(tmp_path / "train.spacy"), "--holdout", "0.3"], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spacy_mulcot",
+            "split",
+            str(tmp_path / "dev.spacy"),
+            str(out),
+            "--add",
+            str(tmp_path / "train.spacy"),
+            "--holdout",
+            "0.3",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     train = [d.text for d in DocBin().from_disk(out / "train.spacy").get_docs(nlp.vocab)]
     dev = [d.text for d in DocBin().from_disk(out / "dev.spacy").get_docs(nlp.vocab)]
     assert len(dev) == 3 and len(train) == 12 and not set(dev) & set(train)
     assert sum(t.startswith("train") for t in train) == 5 and all(d.startswith("dev") for d in dev)
-    bad = subprocess.run([sys.executable, "-m", "spacy_mulcot", "split", str(tmp_path / "dev.spacy"), str(out), "--holdout", "1.5"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "spacy_mulcot", "split", str(tmp_path / "dev.spacy"), str(out), "--holdout", "1.5"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0 and "holdout" in bad.stderr

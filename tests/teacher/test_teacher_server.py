@@ -6,6 +6,7 @@ llama-cpp-python's OpenAI-compatible server serving SmolLM2-135M-Instruct (GGUF 
 A small fault-injecting proxy sits in front of the server: it fails the first
 request(s) with 503 (the backend must retry) and records how many requests were in
 flight at once (concurrency)."""
+
 import http.server
 import importlib.util
 import json
@@ -77,16 +78,32 @@ def server_url(tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
-             "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2"],
-            stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(gguf),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "2048",
+                "--n_threads",
+                "2",
+                "--model_alias",
+                "smollm2",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         _wait(url, process=process)
-    except Exception:
+    except Exception as e:
         process.kill()
-        raise RuntimeError(f"llama.cpp server did not start: {log.read_text()[-2000:]}")
+        raise RuntimeError(f"llama.cpp server did not start: {log.read_text()[-2000:]}") from e
     yield url
     process.terminate()
     process.wait(timeout=30)
@@ -129,8 +146,12 @@ class FaultProxy:
                     proxy.in_flight += 1
                     proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
                 try:
-                    request = urllib.request.Request(proxy.target + self.path, data=body, method=self.command,
-                                                     headers={"Content-Type": "application/json"})
+                    request = urllib.request.Request(
+                        proxy.target + self.path,
+                        data=body,
+                        method=self.command,
+                        headers={"Content-Type": "application/json"},
+                    )
                     with urllib.request.urlopen(request, timeout=300) as response:
                         data, status = response.read(), response.status
                 finally:
@@ -174,7 +195,9 @@ def test_concurrent_requests_a_retry_and_the_cache(server_url, tmp_path):
         assert report.requests == len(cache) >= len(POSTS[:4])
         posts = proxy.posts
         # second run: everything from the cache, nothing sent
-        again, report2 = TwoStageTeacher(backend(proxy.url), TeacherPrompt("aspect"), cache=cache, max_retries=1).run(items(), progress=False)
+        again, report2 = TwoStageTeacher(backend(proxy.url), TeacherPrompt("aspect"), cache=cache, max_retries=1).run(
+            items(), progress=False
+        )
         assert report2.requests == 0 and report2.cache_hits == report.requests and proxy.posts == posts
         assert [r.chain for r in again] == [r.chain for r in results]
     finally:
@@ -182,7 +205,10 @@ def test_concurrent_requests_a_retry_and_the_cache(server_url, tmp_path):
 
 
 def test_a_refused_request_is_a_counted_failure(server_url):
-    teacher = TwoStageTeacher(OpenAICompatible("smollm2", base_url=server_url + "/nowhere", api_key_env=None, max_retries=0), TeacherPrompt("aspect"))
+    teacher = TwoStageTeacher(
+        OpenAICompatible("smollm2", base_url=server_url + "/nowhere", api_key_env=None, max_retries=0),
+        TeacherPrompt("aspect"),
+    )
     results, report = teacher.run(items()[:1], progress=False)
     assert results[0].status == "failed" and report.stages["failed"] == 1 and "404" in results[0].error
 
@@ -200,15 +226,38 @@ def _corpus(path, tmp_path):
 
 
 def _teach(corpus, output, url, cache, *extra):
-    return [sys.executable, "-m", "spacy_mulcot", "teach", str(corpus), str(output), "--model", "smollm2",
-            "--base-url", url, "--api-key-env", "MULCOT_NO_KEY", "--no-send-images", "--concurrency", "2",
-            "--max-tokens", "32", "--max-retries", "0", "--cache", str(cache), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "spacy_mulcot",
+        "teach",
+        str(corpus),
+        str(output),
+        "--model",
+        "smollm2",
+        "--base-url",
+        url,
+        "--api-key-env",
+        "MULCOT_NO_KEY",
+        "--no-send-images",
+        "--concurrency",
+        "2",
+        "--max-tokens",
+        "32",
+        "--max-retries",
+        "0",
+        "--cache",
+        str(cache),
+        *extra,
+    ]
 
 
 def test_cli_resumes_an_interrupted_run(server_url, tmp_path):
     corpus, output, cache = tmp_path / "in.spacy", tmp_path / "out.spacy", tmp_path / "cache.sqlite"
     _corpus(corpus, tmp_path)
-    first = subprocess.Popen(_teach(corpus, output, server_url, cache), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    first = subprocess.Popen(
+        _teach(corpus, output, server_url, cache), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     deadline = time.time() + 300
     cached = 0
     while time.time() < deadline and first.poll() is None:
@@ -220,7 +269,9 @@ def test_cli_resumes_an_interrupted_run(server_url, tmp_path):
         if cached >= 2:
             break
         time.sleep(0.2)
-    assert first.poll() is None, "the first run finished before it could be interrupted: " + first.stdout.read().decode()[-500:]
+    assert first.poll() is None, (
+        "the first run finished before it could be interrupted: " + first.stdout.read().decode()[-500:]
+    )
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert not output.exists()
@@ -237,7 +288,9 @@ def test_cli_resumes_an_interrupted_run(server_url, tmp_path):
         span = doc.spans["aspects"][0]
         assert (span._.rationale is not None) == (record["status"] == "stage1")
     # and a third run asks nothing
-    third = subprocess.run(_teach(corpus, tmp_path / "out3.spacy", server_url, cache), capture_output=True, text=True, timeout=600)
+    third = subprocess.run(
+        _teach(corpus, tmp_path / "out3.spacy", server_url, cache), capture_output=True, text=True, timeout=600
+    )
     assert third.returncode == 0, third.stderr[-2000:]
     assert json.loads((tmp_path / "out3.report.json").read_text())["requests"] == 0
 
@@ -246,6 +299,11 @@ def test_cli_reports_a_dead_server(tmp_path):
     corpus = tmp_path / "in.spacy"
     _corpus(corpus, tmp_path)
     dead = f"http://127.0.0.1:{_free_port()}/v1"
-    run = subprocess.run(_teach(corpus, tmp_path / "out.spacy", dead, tmp_path / "c.sqlite", "--request-retries", "0"), capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        _teach(corpus, tmp_path / "out.spacy", dead, tmp_path / "c.sqlite", "--request-retries", "0"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 1 and "run the same command again to resume" in run.stderr
     assert not (tmp_path / "out.spacy").exists()

@@ -1,4 +1,5 @@
 """What a teacher backend is: a request (prompt + optional image) in, a reply out."""
+
 from dataclasses import dataclass, field
 from typing import Optional
 

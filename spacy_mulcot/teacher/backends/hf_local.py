@@ -5,6 +5,7 @@ Multimodal image-text-to-text models (e.g. Qwen2.5-VL, detected from a
 image described in words (the runner passes the image classifier's description).
 Requests run one at a time (``max_concurrency = 1``): the model holds the cores.
 """
+
 import io
 import threading
 from typing import Optional
@@ -20,7 +21,14 @@ class HFLocal:
     name = "hf-local"
     max_concurrency = 1
 
-    def __init__(self, model: str, max_new_tokens: int = 512, dtype: str = "auto", device: str = "cpu", system: Optional[str] = SYSTEM):
+    def __init__(
+        self,
+        model: str,
+        max_new_tokens: int = 512,
+        dtype: str = "auto",
+        device: str = "cpu",
+        system: Optional[str] = SYSTEM,
+    ):
         from transformers import AutoConfig
 
         self.model_name = model
@@ -52,7 +60,12 @@ class HFLocal:
         return self.multimodal
 
     def settings(self) -> dict:
-        return {"backend": self.name, "model": self.model_name, "max_new_tokens": self.max_new_tokens, "system": self.system}
+        return {
+            "backend": self.name,
+            "model": self.model_name,
+            "max_new_tokens": self.max_new_tokens,
+            "system": self.system,
+        }
 
     def _inputs(self, request: TeacherRequest):
         system = [{"role": "system", "content": self.system}] if self.system else []
@@ -92,7 +105,11 @@ class HFLocal:
                 raise TeacherError(f"{self.model_name} failed on the request: {e}") from e
         n_prompt = inputs["input_ids"].shape[1]
         new = out[0, n_prompt:]
-        return TeacherReply(text=self.tokenizer.decode(new, skip_special_tokens=True).strip(), prompt_tokens=n_prompt, completion_tokens=int(new.shape[0]))
+        return TeacherReply(
+            text=self.tokenizer.decode(new, skip_special_tokens=True).strip(),
+            prompt_tokens=n_prompt,
+            completion_tokens=int(new.shape[0]),
+        )
 
 
 def _dtype(name: str):

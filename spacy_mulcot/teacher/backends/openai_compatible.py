@@ -6,6 +6,7 @@ Images go as base64 data URLs (``send_images``); for text-only models, set
 failures (429, 5xx, timeouts, connection errors) are retried with exponential
 backoff; other errors (400, 401, 404…) fail the request at once.
 """
+
 import base64
 import os
 import random
@@ -69,7 +70,14 @@ class OpenAICompatible:
 
     def settings(self) -> dict:
         """What, besides the request, changes the reply (part of the cache key)."""
-        return {"backend": self.name, "base_url": self.base_url, "model": self.model, "max_tokens": self.max_tokens, "images": self.send_images, "system": self.system}
+        return {
+            "backend": self.name,
+            "base_url": self.base_url,
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "images": self.send_images,
+            "system": self.system,
+        }
 
     def _messages(self, request: TeacherRequest) -> list:
         messages = [{"role": "system", "content": self.system}] if self.system else []
@@ -83,7 +91,12 @@ class OpenAICompatible:
 
     def complete(self, request: TeacherRequest) -> TeacherReply:
         openai = self._openai
-        kwargs = {"model": self.model, "messages": self._messages(request), "max_tokens": self.max_tokens, "temperature": request.temperature}
+        kwargs = {
+            "model": self.model,
+            "messages": self._messages(request),
+            "max_tokens": self.max_tokens,
+            "temperature": request.temperature,
+        }
         if request.seed is not None:
             kwargs["seed"] = request.seed
         retries = 0
@@ -91,7 +104,12 @@ class OpenAICompatible:
             try:
                 response = self.client.chat.completions.create(**kwargs)
                 break
-            except (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError, openai.InternalServerError) as e:
+            except (
+                openai.RateLimitError,
+                openai.APITimeoutError,
+                openai.APIConnectionError,
+                openai.InternalServerError,
+            ) as e:
                 transient = e
             except openai.APIStatusError as e:
                 if e.status_code >= 500:
@@ -110,7 +128,7 @@ class OpenAICompatible:
                     retries=retries,
                 ) from transient
             # Exponential backoff with jitter.
-            time.sleep(self.backoff * (2 ** retries) * (0.5 + random.random()))
+            time.sleep(self.backoff * (2**retries) * (0.5 + random.random()))
             retries += 1
         if not isinstance(response, ChatCompletion):
             raise _malformed(self.base_url, f"got {type(response).__name__} {_short(repr(response), 80)}", retries)
