@@ -119,11 +119,7 @@ def test_guarantee_rewrites_the_prediction_to_the_classifier_label(trained, monk
     monkeypatch.setattr(generator, "generate", lambda prompts, *a, **k: ['"Prediction": neutral'] * len(prompts))
     free = list(nlp.pipe(fresh(nlp, gold)))
     assert [parse_chain(s._.reasoning).prediction for d in free for s in d.spans["aspects"]] == ["NEU", "NEU"]
-    nlp.get_pipe("mulcot").cfg["guarantee_label"] = True
-    try:
-        forced = list(nlp.pipe(fresh(nlp, gold)))
-    finally:
-        nlp.get_pipe("mulcot").cfg["guarantee_label"] = False
+    forced = list(nlp.pipe(fresh(nlp, gold), component_cfg={"mulcot": {"guarantee_label": True}}))
     spans = [s for d in forced for s in d.spans["aspects"]]
     assert [parse_chain(s._.reasoning).prediction for s in spans] == [s.label_ for s in spans] == ["POS", "NEG"]
     assert [parse_chain(d._.reasoning).prediction for d in forced] == [max(d.cats, key=d.cats.get) for d in forced]
