@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from .doc_model import ASPECTS_KEY
 from .images import ImageError
-from .readers import ChainIndex, ReadStats, read_docbin, read_jsonl, read_mvsa, read_twitter
+from .readers import ChainIndex, ReadStats, RowError, read_docbin, read_jsonl, read_mvsa, read_twitter
 
 app = typer.Typer(help="spacy-mulcot: multimodal aspect sentiment with reasoning, for spaCy.", no_args_is_help=True)
 convert_app = typer.Typer(help="Convert datasets to .spacy files (DocBin with user data).", no_args_is_help=True)
@@ -554,6 +554,80 @@ def report(
     paths = write_report([json.loads(p.read_text()) for p in records], output_dir)
     typer.echo(paths["markdown"].read_text().split("\n\n")[1])
     typer.echo(f"{output_dir}: " + ", ".join(p.name for p in paths.values()))
+
+
+@app.command("predict")
+def predict_command(
+    model: str = typer.Argument(..., help="Trained pipeline (folder or package name)"),
+    source: Path = typer.Argument(
+        ..., help="Posts: .csv (text[, image, aspects, id]), .jsonl, .spacy, or a folder of NAME.txt (+ NAME.jpg)"
+    ),
+    output: Path = typer.Argument(..., help="Results: .jsonl (a record per post) or .csv (a row per aspect)"),
+    chains: bool = typer.Option(
+        False, "--chains", help="Write a reasoning chain per aspect and post (needs a generator; slow on CPU)"
+    ),
+    on_error: str = typer.Option(
+        "raise",
+        help="raise | skip: a malformed record or unreadable image stops the run, or is reported (file and line) and skipped",
+    ),
+    image_dir: Optional[Path] = typer.Option(
+        None, help="Base folder of relative image paths (default: the input's folder)"
+    ),
+    batch_size: int = typer.Option(32, help="Posts per nlp.pipe batch"),
+    max_new_tokens: Optional[int] = typer.Option(None, help="Chain length limit (default: the pipeline's)"),
+    output_format: Optional[str] = typer.Option(None, "--format", help="jsonl | csv (default: from OUTPUT's suffix)"),
+):
+    """Run a trained pipeline over your own posts: aspects (given or found), their
+    polarity and probabilities, the post's sentiment and, with --chains, the reasoning."""
+    from .predict import OUTPUT_FORMATS, RecordWriter, input_kind, predict, read_posts
+
+    if on_error not in ("raise", "skip"):
+        raise typer.BadParameter(f"--on-error must be raise or skip, got {on_error!r}")
+    fmt = output_format or output.suffix.lower().lstrip(".")
+    if fmt not in OUTPUT_FORMATS:
+        raise typer.BadParameter(
+            f"output format must be one of {OUTPUT_FORMATS} (from --format or OUTPUT's suffix), got {fmt!r}"
+        )
+    try:
+        input_kind(source)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    if not source.exists():
+        raise typer.BadParameter(f"{source} does not exist")
+    # An unreadable image: skipped with a logged warning (doc._.image_error) or an error.
+    config = {"components": {"mulcot_image": {"on_error": on_error}}}
+    nlp = spacy.load(model, config=config) if _has_image_component(model) else spacy.load(model)
+    stats = ReadStats()
+    try:
+        docs = list(read_posts(source, nlp, on_error=on_error, stats=stats, image_dir=image_dir))
+    except (RowError, FileNotFoundError, NotADirectoryError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    writer = RecordWriter(output, fmt)
+    try:
+        predict(nlp, docs, writer, chains=chains, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    except ImageError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        writer.close()
+    for problem in stats.problems:
+        typer.echo(f"skipped: {problem}", err=True)
+    skipped_images = sum(1 for d in docs if d._.image_error)
+    typer.echo(
+        f"{output}: {writer.posts} posts, {writer.aspects} aspects"
+        + (f"; {stats.skipped} malformed records skipped" if stats.skipped else "")
+        + (f"; {skipped_images} images could not be read (see image_error)" if skipped_images else "")
+    )
+
+
+def _has_image_component(model: str) -> bool:
+    """Whether the pipeline at ``model`` has a ``mulcot_image`` (its config says so)."""
+    path = Path(model)
+    config = spacy.util.load_config(path / "config.cfg") if (path / "config.cfg").exists() else None
+    if config is None:
+        return True  # an installed package: assume the standard pipeline
+    return "mulcot_image" in config["nlp"]["pipeline"]
 
 
 if __name__ == "__main__":  # pragma: no cover - after every command is defined

@@ -75,9 +75,11 @@ def _record_to_doc(nlp: Language, line: str, image_dir: Path, path: Path, line_n
         aspects = [_aspect(a) for a in aspects]
     chain = rec.get("rationale", rec.get("reasoning"))
     try:
-        return make_doc(nlp, text, image, aspects, label=rec.get("label"), rationale=chain)
+        doc = make_doc(nlp, text, image, aspects, label=rec.get("label"), rationale=chain)
     except (AspectNotFoundError, ValueError, TypeError) as err:
         raise RowError(path, line_no, str(err)) from None
+    doc.user_data["mulcot_id"] = rec["id"] if isinstance(rec.get("id"), (str, int)) else line_no
+    return doc
 
 
 def _aspect(spec):

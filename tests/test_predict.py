@@ -1,0 +1,113 @@
+"""``python -m spacy_mulcot predict``: a trained pipeline over users' own posts, from
+every input kind to JSONL and CSV, with bad rows reported by line."""
+
+import csv
+import json
+
+import pytest
+import spacy
+from spacy.tokens import DocBin
+from typer.testing import CliRunner
+
+from spacy_mulcot.cli import app
+from spacy_mulcot.readers.corpus import make_example
+
+from .components.test_mulcot import build_nlp, gold_docs, train
+from .conftest import make_image
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("predict")
+    nlp = build_nlp()
+    train(nlp, [make_example(d) for d in gold_docs(nlp, tmp)])
+    nlp.to_disk(tmp / "model")
+    return tmp / "model"
+
+
+def run(*args):
+    result = CliRunner().invoke(app, ["predict", *map(str, args)])
+    return result
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_csv_in_jsonl_out_with_given_aspects_and_bad_rows(model, tmp_path):
+    (tmp_path / "tesla.jpg").write_bytes(make_image((30, 200, 30)))
+    rows = [
+        {"id": "a1", "text": "Loving the new Tesla , what a car !", "image": "tesla.jpg", "aspects": ""},
+        {"id": "a2", "text": "Traffic in Boston is a total nightmare today", "image": "", "aspects": "Boston"},
+        {"id": "a3", "text": "", "image": "", "aspects": ""},
+        {"id": "a4", "text": "Obama speaks", "image": "", "aspects": "Merkel"},
+    ]
+    source = tmp_path / "posts.csv"
+    with source.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["id", "text", "image", "aspects"])
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "out.jsonl"
+    result = run(model, source, out)
+    assert result.exit_code == 1 and "posts.csv, line 4: empty 'text'" in result.output
+    result = run(model, source, out, "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert "line 4: empty 'text'" in result.output and "line 5: Aspect 'Merkel' is not in the text" in result.output
+    records = read_jsonl(out)
+    assert [r["id"] for r in records] == ["a1", "a2"]
+    tesla, boston = records
+    assert tesla["image"].endswith("tesla.jpg") and tesla["image_error"] is None
+    assert [a["text"] for a in tesla["aspects"]] == ["Tesla"] and tesla["aspects"][0]["given"] is False
+    assert boston["aspects"][0]["given"] is True and boston["aspects"][0]["text"] == "Boston"
+    assert boston["aspects"][0]["polarity"] == "NEG"
+    for rec in records:
+        assert sum(rec["sentiment_scores"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert rec["sentiment"] == max(rec["sentiment_scores"], key=rec["sentiment_scores"].get)
+        for aspect in rec["aspects"]:
+            assert rec["text"][aspect["start"] : aspect["end"]] == aspect["text"]
+            assert aspect["polarity"] == max(aspect["scores"], key=aspect["scores"].get)
+            assert aspect["reasoning"] is None  # no --chains (and no generator)
+
+
+def test_folder_and_jsonl_to_csv_and_missing_images(model, tmp_path):
+    folder = tmp_path / "posts"
+    folder.mkdir()
+    (folder / "p1.txt").write_text("Great game by Messi tonight , Barcelona fans happy")
+    (folder / "p1.jpg").write_bytes(make_image((20, 40, 220)))
+    (folder / "p2.txt").write_text("Obama speaks with Merkel in Berlin")
+    out = tmp_path / "out.csv"
+    result = run(model, folder, out)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert {r["id"] for r in rows} == {"p1", "p2"}
+    assert any(r["aspect"] == "Messi" and r["polarity"] == "POS" for r in rows)
+    assert all(r["image"].endswith("p1.jpg") for r in rows if r["id"] == "p1")
+    jsonl = tmp_path / "posts.jsonl"
+    jsonl.write_text(json.dumps({"id": 7, "text": "Loving the new Tesla", "image": "gone.jpg"}) + "\n")
+    result = run(model, jsonl, tmp_path / "o.jsonl")
+    assert result.exit_code == 1 and "gone.jpg" in result.output
+    result = run(model, jsonl, tmp_path / "o.jsonl", "--on-error", "skip")
+    assert result.exit_code == 0 and "1 images could not be read" in result.output
+    (rec,) = read_jsonl(tmp_path / "o.jsonl")
+    assert rec["id"] == 7 and "not found" in rec["image_error"] and rec["sentiment"] in ("POS", "NEU", "NEG")
+
+
+def test_spacy_corpus_in_keeps_its_aspects_as_given(model, tmp_path):
+    nlp = spacy.blank("en")
+    docs = gold_docs(nlp, tmp_path)
+    DocBin(docs=docs, store_user_data=True).to_disk(tmp_path / "gold.spacy")
+    result = run(model, tmp_path / "gold.spacy", tmp_path / "o.jsonl", "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    records = read_jsonl(tmp_path / "o.jsonl")
+    assert [[a["text"] for a in r["aspects"]] for r in records] == [[s.text for s in d.spans["aspects"]] for d in docs]
+    assert all(a["given"] for r in records for a in r["aspects"])
+
+
+@pytest.mark.parametrize(
+    "source,output,message",
+    [("posts.txt", "o.jsonl", "give a .csv, .jsonl or .spacy file"), ("posts.csv", "o.xml", "output format")],
+)
+def test_bad_arguments_are_refused(model, tmp_path, source, output, message):
+    (tmp_path / source).write_text("text\nhi\n")
+    result = run(model, tmp_path / source, tmp_path / output)
+    assert result.exit_code != 0 and message in result.output
