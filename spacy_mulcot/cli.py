@@ -165,23 +165,32 @@ def corpus_stats(
 
 @app.command("render")
 def render(
-    corpus: Path = typer.Argument(..., help="A .spacy file"),
+    corpus: Path = typer.Argument(..., help="A .spacy file (gold aspects, images, teacher chains)"),
     output: Path = typer.Argument(..., help="HTML file to write"),
-    limit: int = typer.Option(20, help="How many docs"),
+    model: Optional[str] = typer.Option(
+        None, help="A trained pipeline: its predictions (text + image) beside the gold"
+    ),
+    chains: bool = typer.Option(False, "--chains", help="With --model: generate its chains too (slow on CPU)"),
+    limit: int = typer.Option(20, help="How many posts"),
+    title: str = typer.Option("", help="Page title (default: the corpus file)"),
 ):
-    """displaCy view of the aspect spans and their polarity, as HTML."""
-    from spacy import displacy
+    """An HTML page: each post's image, its aspects in polarity colours (gold, and the
+    model's predictions with --model), the post sentiment, and the chains, collapsible."""
+    from itertools import islice
 
-    nlp = spacy.blank("en")
-    docs = []
-    for i, doc in enumerate(read_docbin(corpus, nlp)):
-        if i >= limit:
-            break
-        docs.append(doc)
-    html = displacy.render(docs, style="span", options={"spans_key": ASPECTS_KEY}, page=True)
+    from .readers.corpus import make_example
+    from .render import render_page, summary
+
+    nlp = spacy.load(model) if model else spacy.blank("en")
+    gold = list(islice(read_docbin(corpus, nlp), limit))
+    predicted = None
+    if model:
+        inputs = [make_example(d, given_aspects=False, rationales=False).predicted for d in gold]
+        cfg = {"mulcot": {"generate_reasoning": chains}} if "mulcot" in nlp.pipe_names else {}
+        predicted = list(nlp.pipe(inputs, component_cfg=cfg))
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(html, encoding="utf-8")
-    typer.echo(f"{output}: {len(docs)} docs")
+    output.write_text(render_page(gold, predicted, title=title or str(corpus)), encoding="utf-8")
+    typer.echo(f"{output}: " + ", ".join(f"{k} {v}" for k, v in summary(gold, predicted).items()))
 
 
 def _tokenizer(model: str):

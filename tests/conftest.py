@@ -121,3 +121,18 @@ def workflow_overrides(command: str, **variables) -> dict:
         if flag.startswith("--components."):
             pairs += [flag, value]
     return parse_config_overrides(pairs)
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory):
+    """A small mulcot pipeline (real MiniLM + EfficientNet) trained on four handwritten
+    posts and saved: what the user-facing commands (predict, render) run."""
+    from spacy_mulcot.readers.corpus import make_example
+
+    from .components.test_mulcot import build_nlp, gold_docs, train
+
+    tmp = tmp_path_factory.mktemp("trained")
+    nlp = build_nlp()
+    train(nlp, [make_example(d) for d in gold_docs(nlp, tmp)])
+    nlp.to_disk(tmp / "model")
+    return tmp / "model"

@@ -10,19 +10,14 @@ from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
 from spacy_mulcot.cli import app
-from spacy_mulcot.readers.corpus import make_example
 
-from .components.test_mulcot import build_nlp, gold_docs, train
+from .components.test_mulcot import gold_docs
 from .conftest import make_image
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("predict")
-    nlp = build_nlp()
-    train(nlp, [make_example(d) for d in gold_docs(nlp, tmp)])
-    nlp.to_disk(tmp / "model")
-    return tmp / "model"
+@pytest.fixture
+def model(trained_model_dir):
+    return trained_model_dir
 
 
 def run(*args):

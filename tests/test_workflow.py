@@ -166,6 +166,8 @@ def test_project_all_end_to_end(twitter_dir, tiny_lm_path, tmp_path):
         "vars.max_new_tokens": 12,
         "vars.report_sample": 2,
         "vars.augment_attempts": 1,
+        "vars.classifier_steps": 2,
+        "vars.classifier_eval_frequency": 1,
     }
     project_run(project, "all", overrides=overrides)
 
@@ -202,3 +204,8 @@ def test_project_all_end_to_end(twitter_dir, tiny_lm_path, tmp_path):
     out = student_nlp(post)
     span = out.spans["aspects"][0]
     assert span.label_ in ("POS", "NEU", "NEG") and set(out.cats) == {"POS", "NEU", "NEG"}
+    # The reference classifier, trained on the full (here: handwritten) data, and its test record.
+    classifier = spacy.load(project / "training" / "mulcot_cpu" / "model-best")
+    assert classifier.pipe_names == ["transformer", "mulcot_image", "mulcot"]
+    record = json.loads((project / "metrics" / "mulcot_cpu_test.json").read_text())
+    assert record["scores"]["mulcot_masc_acc"] is not None and record["n_posts"] == len(POSTS)
