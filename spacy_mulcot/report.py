@@ -3,7 +3,7 @@
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Sequence, Union
+from typing import Any, Dict, List, Sequence, Union
 
 import numpy
 
@@ -56,21 +56,7 @@ def write_report(records: Sequence[Dict[str, Any]], output_dir: Union[str, Path]
     fig.savefig(paths["confusion"], dpi=120)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    for r in records:
-        acc = _get(r, "scores.mulcot_masc_acc")
-        if acc is None:
-            continue
-        ax.scatter(r["params_m"], acc, s=40)
-        ax.annotate(r["name"], (r["params_m"], acc), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters (M, log scale)")
-    ax.set_ylabel("MASC accuracy (%)")
-    ax.set_title("Size vs accuracy (Twitter-2015 test)", fontsize=10)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(paths["size"], dpi=120)
-    plt.close(fig)
+    _size_plot(plt, records, paths["size"])
 
     notes = [
         f"- {r['name']}: {r['n_posts']} posts / {r['n_aspects']} aspects for classification"
@@ -94,3 +80,56 @@ def write_report(records: Sequence[Dict[str, Any]], output_dir: Union[str, Path]
         + "\n\n![MASC confusion](confusion.png)\n\n![Size vs accuracy](size_vs_accuracy.png)\n"
     )
     return paths
+
+
+def corpus_label(records: Sequence[Dict[str, Any]]) -> str:
+    """What the records were measured on, from the records themselves."""
+    corpora = sorted({str(r.get("corpus", "?")) for r in records})
+    aspects = sorted({r.get("n_aspects") for r in records if r.get("n_aspects") is not None})
+    where = corpora[0] if len(corpora) == 1 else f"{len(corpora)} corpora"
+    return where + (f", {aspects[0]} aspects" if len(aspects) == 1 else "")
+
+
+def accuracy_range(values: Sequence[tuple], min_width: float = 10.0) -> tuple:
+    """A y-range (in %) around ``(accuracy, std)`` pairs at least ``min_width`` points
+    wide, so that a gap within run-to-run noise does not fill the plot."""
+    low = min(a - s for a, s in values)
+    high = max(a + s for a, s in values)
+    middle, half = (low + high) / 2, max(min_width / 2, (high - low) / 2 + 2.0)
+    return max(0.0, middle - half), min(100.0, middle + half)
+
+
+def _size_plot(plt, records: Sequence[Dict[str, Any]], path: Path) -> None:
+    """MASC accuracy against parameters: error bars where seeds exist (``scores_std``),
+    a y-range of at least 10 points so a gap within noise does not look large, plain
+    tick labels."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    points = [
+        (r["name"], r["params_m"], acc, _get(r, "scores_std.mulcot_masc_acc") or 0.0)
+        for r in records
+        if (acc := _get(r, "scores.mulcot_masc_acc")) is not None and r.get("params_m")
+    ]
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    placed: List[tuple] = []
+    for name, params, acc, std in points:
+        ax.errorbar(params, acc, yerr=std or None, fmt="o", capsize=4, ms=6)
+        # Systems of one size (a student and its control) get their labels stacked.
+        clash = sum(abs(params - p) / p < 0.05 and abs(acc - a) < 1.5 for p, a in placed)
+        ax.annotate(name, (params, acc), textcoords="offset points", xytext=(8, 6 - 11 * clash), fontsize=8)
+        placed.append((params, acc))
+    if points:
+        sizes = [p for _, p, _, _ in points]
+        if max(sizes) / min(sizes) > 10:
+            ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlim(min(sizes) * 0.7, max(sizes) * 1.4)
+        ax.set_ylim(*accuracy_range([(a, s) for _, _, a, s in points]))
+    ax.set_xlabel("parameters (M)")
+    ax.set_ylabel("MASC acc (%)" + (", mean ± std" if any(s for *_, s in points) else ""))
+    ax.set_title(f"Size vs accuracy\n{corpus_label(records)}", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

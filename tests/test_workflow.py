@@ -80,6 +80,27 @@ def test_masc_scores_by_hand():
         masc_scores(["POS"], [])
 
 
+def test_plots_and_tables_tell_the_truth():
+    from spacy_mulcot.report import accuracy_range, corpus_label
+
+    low, high = accuracy_range([(74.3, 0.0), (74.7, 0.0)])
+    assert high - low >= 10 and low < 74.3 and high > 74.7  # a 0.4-point gap stays small
+    assert accuracy_range([(50.0, 1.0), (90.0, 2.0)]) == (47.0, 94.0)  # the error bars and a 2-point margin
+    records = [
+        {
+            "name": "a",
+            "corpus": "c/test.spacy",
+            "n_aspects": 9,
+            "scores": {"mulcot_masc_acc": 74.3},
+            "scores_std": {"mulcot_masc_acc": 0.8},
+        },
+        {"name": "b", "corpus": "c/test.spacy", "n_aspects": 9, "scores": {"mulcot_masc_acc": 74.7}},
+    ]
+    assert corpus_label(records) == "c/test.spacy, 9 aspects"
+    table = markdown_table(records)
+    assert "| a | – | 74.30 ± 0.80 |" in table and "| b | – | 74.70 |" in table
+
+
 def test_report_writes_table_and_plots(tmp_path):
     records = [
         {

@@ -58,13 +58,16 @@ def get(record: Dict[str, Any], path: str):
 
 def markdown_table(records: Sequence[Dict[str, Any]], columns: Sequence[Tuple[str, str, str]] = COLUMNS) -> str:
     """One row per system; "–" where a system has no such figure (a zero-shot LM
-    extracts no aspects)."""
+    extracts no aspects); "mean ± std" where the record has ``scores_std`` (seeds)."""
     header = "| System | " + " | ".join(h for _, h, _ in columns) + " |"
     lines = [header, "|" + "---|" * (len(columns) + 1)]
     for r in records:
         cells = []
         for path, _, fmt in columns:
             value = get(r, path)
-            cells.append(fmt.format(value) if isinstance(value, (int, float)) else "–")
+            cell = fmt.format(value) if isinstance(value, (int, float)) else "–"
+            # Over seeds: a record's scores are means, scores_std their standard deviations.
+            std = get(r, path.replace("scores.", "scores_std.", 1)) if path.startswith("scores.") else None
+            cells.append(cell + (f" ± {fmt.format(std)}" if isinstance(std, (int, float)) and cell != "–" else ""))
         lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
