@@ -639,5 +639,25 @@ def _has_image_component(model: str) -> bool:
     return "mulcot_image" in config["nlp"]["pipeline"]
 
 
+@app.command("serve")
+def serve(
+    model: str = typer.Argument(..., help="Trained pipeline (folder or package name)"),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
+    port: int = typer.Option(8000, help="Port"),
+    max_image_mb: float = typer.Option(5.0, help="Largest image upload, in MB"),
+    max_batch: int = typer.Option(32, help="Most posts per /api/batch request"),
+):
+    """A demo web page (and a JSON API) for a trained pipeline: type a post, upload an
+    image, see the aspects in polarity colours, the probabilities and the chains."""
+    import uvicorn
+
+    from .serve import create_app
+
+    nlp = spacy.load(model)
+    app_ = create_app(nlp, max_image_bytes=int(max_image_mb * 1_000_000), max_batch=max_batch)
+    typer.echo(f"serving {model} on http://{host}:{port}/ (JSON: POST /api/analyze, /api/batch)")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
 if __name__ == "__main__":  # pragma: no cover - after every command is defined
     app(prog_name="python -m spacy_mulcot.cli")

@@ -12,7 +12,7 @@ from .encoders import efficientnet_lite0_v1, hf_vision_encoder_v1
 from .hub import transformer_model_v1
 from .readers import corpus_v1, jsonl_v1, mvsa_v1, twitter_v1
 from .reasoning import reasoning_generator_v1
-from .scorer import make_mulcot_scorer
+from .scorer import make_mulcot_scorer, omit_unweighted_scores_v1
 from .teacher.backends import hf_local_v1, openai_compatible_v1
 
 ARCHITECTURES = {
@@ -27,6 +27,7 @@ SCORERS = {"mulcot.scorer.v1": make_mulcot_scorer}
 MISC = {
     "mulcot.OpenAICompatible.v1": openai_compatible_v1,
     "mulcot.HFLocal.v1": hf_local_v1,
+    "mulcot.OmitUnweightedScores.v1": omit_unweighted_scores_v1,
 }
 READERS = {
     "mulcot.Corpus.v1": corpus_v1,

@@ -4,6 +4,8 @@ Twitter-format data with a tiny generator (the way explosion's projects test the
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -230,3 +232,26 @@ def test_project_all_end_to_end(twitter_dir, tiny_lm_path, tmp_path):
     assert classifier.pipe_names == ["transformer", "mulcot_image", "mulcot"]
     record = json.loads((project / "metrics" / "mulcot_cpu_test.json").read_text())
     assert record["scores"]["mulcot_masc_acc"] is not None and record["n_posts"] == len(POSTS)
+    # meta.json leaves out what had no data (Twitter has no post labels) instead of 0.0.
+    performance = json.loads((project / "training" / "mulcot_cpu" / "model-best" / "meta.json").read_text())[
+        "performance"
+    ]
+    assert "mulcot_masc_acc" in performance and "mulcot_msc_acc" not in performance
+    # spaCy's own evaluate shows the joint span scores under its span columns.
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "evaluate",
+            str(project / "training" / "mulcot_cpu" / "model-best"),
+            str(project / "corpus" / "twitter2015" / "sentence" / "test.spacy"),
+            "--spans-key",
+            "aspects",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "SPAN F" in out.stdout and "POS" in out.stdout  # per polarity

@@ -106,6 +106,12 @@ def score_mulcot(examples: Iterable[Example], spans_key: str = ASPECTS_KEY, **kw
         scores["mulcot_msc_macro_f"] = macro_f1(msc_gold, msc_pred)
     else:
         scores["mulcot_msc_acc"] = scores["mulcot_msc_macro_f"] = None
+    # spaCy's own names, so `spacy evaluate MODEL DATA --spans-key aspects` shows them:
+    # the joint (span + polarity) figures as the span scores, per polarity as per type.
+    if n_extracted:
+        for part in ("p", "r", "f"):
+            scores[f"spans_{spans_key}_{part}"] = scores[f"mulcot_jmasa_{part}"]
+        scores[f"spans_{spans_key}_per_type"] = scores["mulcot_jmasa_per_type"]
     return scores
 
 

@@ -42,6 +42,9 @@ def test_mate_jmasa_masc_msc_counts():
     # per label F1: NEU 1, POS 2*1/(2+1)=2/3, NEG 0 → macro 5/9
     assert scores["mulcot_masc_macro_f"] == pytest.approx(5 / 9)
     assert scores["mulcot_msc_acc"] == pytest.approx(0.5)  # NEU right, POS wrong
+    # spaCy's span names carry the joint scores (what `spacy evaluate --spans-key aspects` shows)
+    assert [scores[f"spans_aspects_{k}"] for k in "prf"] == [scores[f"mulcot_jmasa_{k}"] for k in "prf"]
+    assert scores["spans_aspects_per_type"]["NEU"]["f"] == pytest.approx(1.0)
 
 
 def test_metrics_without_docs_of_their_kind_are_none():
