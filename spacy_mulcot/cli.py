@@ -649,9 +649,10 @@ def serve(
 ):
     """A demo web page (and a JSON API) for a trained pipeline: type a post, upload an
     image, see the aspects in polarity colours, the probabilities and the chains."""
-    import uvicorn
-
+    from .extras import require
     from .serve import create_app
+
+    uvicorn = require("uvicorn", "serve", "the demo server")
 
     nlp = spacy.load(model)
     app_ = create_app(nlp, max_image_bytes=int(max_image_mb * 1_000_000), max_batch=max_batch)

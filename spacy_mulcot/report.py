@@ -9,14 +9,14 @@ import numpy
 
 from .evaluation.tables import get as _get
 from .evaluation.tables import markdown_table
+from .extras import require
 from .labels import POLARITIES
 
 
 def write_report(records: Sequence[Dict[str, Any]], output_dir: Union[str, Path]) -> Dict[str, Path]:
     """report.json, report.md (table + notes + plots) and the PNG plots:
     confusion.png (MASC confusion per system) and size_vs_accuracy.png."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "report", "the report's plots")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -19,6 +19,7 @@ from spacy import displacy
 from spacy.language import Language
 
 from .doc_model import ASPECTS_KEY, AspectNotFoundError, make_doc
+from .extras import require
 from .images import DEFAULT_MAX_PIXELS, ImageError, decode_image
 from .predict import record
 from .render import COLORS
@@ -97,6 +98,8 @@ class Analyzer:
 
 def create_app(nlp: Language, **settings):
     """The Starlette app for ``nlp`` (see the module docstring)."""
+    require("starlette", "serve", "the demo app")
+    require("multipart", "serve", "image uploads")
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, JSONResponse

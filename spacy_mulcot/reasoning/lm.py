@@ -16,6 +16,8 @@ from typing import Any, Dict, Optional
 import torch
 from torch import nn
 
+from ..extras import require
+
 #: LoRA settings and their defaults (``lora_alpha`` etc. in peft's own names).
 LORA_DEFAULTS: Dict[str, Any] = {
     "r": 16,
@@ -84,7 +86,8 @@ def lm_from_config(folder, dtype: str = "float32", lora: Optional[dict] = None) 
 def add_lora(lm: nn.Module, lora: dict) -> nn.Module:
     """``lm`` with LoRA adapters on ``target_modules`` of the language model (a VLM's
     vision tower is left out), everything else frozen; adapters are kept in float32."""
-    from peft import LoraConfig, get_peft_model
+    peft = require("peft", "lora", "a LoRA generator (lora = {...})")
+    LoraConfig, get_peft_model = peft.LoraConfig, peft.get_peft_model
 
     settings = {**LORA_DEFAULTS, **lora}
     config = LoraConfig(

@@ -13,8 +13,7 @@ import random
 import time
 from typing import Optional
 
-from openai.types.chat import ChatCompletion
-
+from ...extras import require
 from .base import TeacherError, TeacherReply, TeacherRequest
 
 SYSTEM = "You are a careful annotator of sentiment in social-media posts."
@@ -38,10 +37,7 @@ class OpenAICompatible:
         send_images: bool = True,
         system: Optional[str] = SYSTEM,
     ):
-        try:
-            import openai
-        except ImportError as e:  # pragma: no cover - a dependency
-            raise ImportError("mulcot.OpenAICompatible.v1 needs the openai package: pip install openai") from e
+        openai = require("openai", "teacher", "mulcot.OpenAICompatible.v1")
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         # As the openai client does: no base_url given → $OPENAI_BASE_URL, else OpenAI.
@@ -130,7 +126,7 @@ class OpenAICompatible:
             # Exponential backoff with jitter.
             time.sleep(self.backoff * (2**retries) * (0.5 + random.random()))
             retries += 1
-        if not isinstance(response, ChatCompletion):
+        if not isinstance(response, openai.types.chat.ChatCompletion):
             raise _malformed(self.base_url, f"got {type(response).__name__} {_short(repr(response), 80)}", retries)
         if not response.choices or response.choices[0].message.content is None:
             raise TeacherError(f"{self.base_url} returned no text for the request", retries=retries)
