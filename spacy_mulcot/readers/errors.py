@@ -30,6 +30,12 @@ class ReadStats:
         self.skipped += 1
         self.problems.append(str(err))
 
+    def failed(self, err: RowError, on_error: str) -> None:
+        """Raise ``err`` or count it as skipped, as ``on_error`` says."""
+        if on_error == "raise":
+            raise err
+        self.skip(err)
+
 
 def check_on_error(on_error: str) -> None:
     if on_error not in ON_ERROR:

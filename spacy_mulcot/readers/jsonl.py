@@ -45,9 +45,7 @@ def read_jsonl(
             try:
                 doc = _record_to_doc(nlp, line, image_dir, path, line_no)
             except RowError as err:
-                if on_error == "raise":
-                    raise
-                stats.skip(err)
+                stats.failed(err, on_error)
                 continue
             stats.docs += 1
             yield doc

@@ -48,9 +48,7 @@ def read_mvsa(
                 raise RowError(path, i, f"'id' must be a number or a name, got {post_id!r}", "record")
             image = safe_path(image_dir, f"{post_id}.jpg", path, i, "record")
         except RowError as err:
-            if on_error == "raise":
-                raise
-            stats.skip(err)
+            stats.failed(err, on_error)
             continue
         doc = make_doc(nlp, rec["text"], image=str(image))
         doc.cats = one_hot(label)

@@ -57,9 +57,7 @@ def read_csv(
                 raise RowError(path, start, f"more fields than the header's {len(reader.fieldnames)}")
             doc = _row_to_doc(nlp, row, path, start, image_dir, text_column, image_column, aspects_column)
         except RowError as err:
-            if on_error == "raise":
-                raise
-            stats.skip(err)
+            stats.failed(err, on_error)
             continue
         stats.docs += 1
         yield doc
@@ -124,9 +122,7 @@ def read_folder(
             if not text:
                 raise RowError(path, 1, "empty post", "file")
         except RowError as err:
-            if on_error == "raise":
-                raise
-            stats.skip(err)
+            stats.failed(err, on_error)
             continue
         image = next((path.with_suffix(s) for s in IMAGE_SUFFIXES if path.with_suffix(s).exists()), None)
         doc = make_doc(nlp, text, str(image) if image else None)

@@ -80,9 +80,7 @@ def read_rows(path: Union[str, Path], on_error: str = "raise", stats: Optional[R
                 stats.records += 1
                 yield parse_row(line.split("\t"), path, line_no)
             except RowError as err:
-                if on_error == "raise":
-                    raise
-                stats.skip(err)
+                stats.failed(err, on_error)
 
 
 def _decode_line(raw: bytes, path, line_no: int) -> str:
@@ -122,9 +120,7 @@ def read_twitter(
                     vocab, row.words, safe_path(image_dir, row.image_id, path, row.line), [row], chains, stats
                 )
             except RowError as err:
-                if on_error == "raise":
-                    raise
-                stats.skip(err)
+                stats.failed(err, on_error)
                 continue
             stats.docs += 1
             yield doc
@@ -138,9 +134,7 @@ def read_twitter(
                 vocab, group[0].words, safe_path(image_dir, image_id, path, group[0].line), group, chains, stats
             )
         except RowError as err:
-            if on_error == "raise":
-                raise
-            stats.skip(err)
+            stats.failed(err, on_error)
             continue
         stats.docs += 1
         yield doc
