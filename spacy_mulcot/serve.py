@@ -99,7 +99,7 @@ class Analyzer:
 def create_app(nlp: Language, **settings):
     """The Starlette app for ``nlp`` (see the module docstring)."""
     require("starlette", "serve", "the demo app")
-    require("multipart", "serve", "image uploads")
+    require("python_multipart", "serve", "image uploads")
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, JSONResponse
