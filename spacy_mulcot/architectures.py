@@ -15,7 +15,7 @@ fused representation. :func:`generate_reasoning` writes chains at inference and
 :func:`chain_soft_targets` gives what a student distils.
 """
 
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import numpy
 import torch
@@ -155,13 +155,10 @@ def init(model: Model, X: Optional[ModelInput] = None, Y=None) -> None:
         model.predict(ModelInput(sample, [[] for _ in sample], items))
 
 
-def _as_input(inputs: Union[ModelInput, tuple]) -> ModelInput:
-    """A ``ModelInput``; a ``(docs, spans)`` tuple is accepted for convenience."""
-    if isinstance(inputs, ModelInput):
-        return inputs
-    if isinstance(inputs, tuple) and len(inputs) == 2:
-        return ModelInput(list(inputs[0]), list(inputs[1]))
-    raise TypeError(f"mulcot model input must be a ModelInput or (docs, spans), got {type(inputs).__name__}")
+def _as_input(inputs: ModelInput) -> ModelInput:
+    if not isinstance(inputs, ModelInput):
+        raise TypeError(f"the mulcot model takes a ModelInput (docs, spans, items), got {type(inputs).__name__}")
+    return inputs
 
 
 def forward(model: Model, inputs: ModelInput, is_train: bool):
