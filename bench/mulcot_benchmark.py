@@ -11,6 +11,7 @@ Peak memory is the process's maximum RSS. Run one process per model.
 """
 
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Optional
@@ -20,7 +21,7 @@ import torch
 import typer
 from _report import machine, write_report
 
-from spacy_mulcot.evaluation.systems import count_parameters, evaluate_pipeline, median, peak_rss_mb, throughput
+from spacy_mulcot.evaluation.systems import count_parameters, evaluate_pipeline, peak_rss_mb, throughput
 from spacy_mulcot.readers import read_docbin
 
 
@@ -50,7 +51,7 @@ def main(
         "scores": evaluation["scores"],
         "params": params,
         "params_m": round(params / 1e6, 2),
-        "docs_per_s": round(median(rates), 2),
+        "docs_per_s": round(statistics.median(rates), 2),
         "docs_per_s_runs": [round(r, 2) for r in rates],
         "eval_seconds": round(eval_s, 1),
         "peak_rss_mb": peak_rss_mb(),

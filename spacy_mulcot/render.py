@@ -46,7 +46,8 @@ def image_data_url(doc: Doc, size: int = 220) -> Optional[str]:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _spans_html(doc: Doc) -> str:
+def spans_html(doc: Doc) -> str:
+    """The doc's text with its aspects in polarity colours (displaCy's span style)."""
     if ASPECTS_KEY not in doc.spans:
         return html.escape(doc.text)
     options = {"spans_key": ASPECTS_KEY, "colors": COLORS}
@@ -84,12 +85,12 @@ def render_page(gold: Sequence[Doc], predicted: Optional[Sequence[Doc]] = None, 
         url = image_data_url(doc)
         image = f'<img src="{url}" alt="post image">' if url else ""
         rows = [
-            f'<div class="row"><span class="tag">{"gold" if pred is not None else ""}</span>{_spans_html(doc)}</div>'
+            f'<div class="row"><span class="tag">{"gold" if pred is not None else ""}</span>{spans_html(doc)}</div>'
         ]
         rows.append(_sentiment(doc))
         rows.append(_chains(doc, "rationale", "teacher"))
         if pred is not None:
-            rows.append(f'<div class="row"><span class="tag">predicted</span>{_spans_html(pred)}</div>')
+            rows.append(f'<div class="row"><span class="tag">predicted</span>{spans_html(pred)}</div>')
             rows.append(_sentiment(pred))
             rows.append(_chains(pred, "reasoning", "model"))
         cards.append(f'<div class="post">{image}<div class="body">{"".join(rows)}</div></div>')

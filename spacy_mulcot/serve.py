@@ -15,14 +15,14 @@ import binascii
 import threading
 from typing import Any, Dict, List, Optional
 
-from spacy import displacy
+from PIL import Image
 from spacy.language import Language
 
 from .doc_model import ASPECTS_KEY, AspectNotFoundError, make_doc
 from .extras import require
 from .images import DEFAULT_MAX_PIXELS, ImageError, decode_image
 from .predict import record
-from .render import COLORS
+from .render import spans_html
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp")
 MAX_TEXT_CHARS = 5000
@@ -58,7 +58,9 @@ class Analyzer:
         )
         self._lock = threading.Lock()
 
-    def check_image(self, data: Optional[bytes], content_type: Optional[str] = None) -> Optional[bytes]:
+    def check_image(self, data: Optional[bytes], content_type: Optional[str] = None) -> Optional[Image.Image]:
+        """The upload decoded (size, type and content checked), so the pipeline does not
+        decode it again; None for no upload."""
         if not data:
             return None
         if len(data) > self.max_image_bytes:
@@ -66,12 +68,11 @@ class Analyzer:
         if content_type is not None and content_type not in IMAGE_TYPES:
             raise BadInput(f"the upload is {content_type}; send one of {', '.join(IMAGE_TYPES)}", 415)
         try:
-            decode_image(data, max_pixels=self.max_pixels, source="the upload")
+            return decode_image(data, max_pixels=self.max_pixels, source="the upload")
         except ImageError as e:
             raise BadInput(str(e), 415 if "not an image" in str(e) else 400) from None
-        return data
 
-    def doc(self, text: Any, image: Optional[bytes], aspects: Optional[List[Any]]):
+    def doc(self, text: Any, image: Optional[Image.Image], aspects: Optional[List[Any]]):
         if not isinstance(text, str) or not text.strip():
             raise BadInput("'text' must be a non-empty string")
         if len(text) > MAX_TEXT_CHARS:
@@ -91,7 +92,7 @@ class Analyzer:
         results = []
         for doc, was_given in zip(out, given):
             rec = record(doc, was_given)
-            rec["html"] = displacy.render(doc, style="span", options={"spans_key": ASPECTS_KEY, "colors": COLORS})
+            rec["html"] = spans_html(doc)
             results.append(rec)
         return results
 

@@ -11,7 +11,6 @@ process per system so peak memory is that system's own.
 
 import random
 import resource
-import statistics
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -77,10 +76,6 @@ def throughput(
             pass
         rates.append(len(posts) / (time.perf_counter() - start))
     return rates
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values)
 
 
 def _sample(docs: List[Doc], n: int, seed: int) -> List[Doc]:

@@ -40,10 +40,11 @@ def read_csv(
     path = open_input(path, "CSV file", on_error)
     image_dir = Path(image_dir) if image_dir is not None else path.parent
     stats = stats if stats is not None else ReadStats()
+    raw = path.read_bytes()
     try:
-        content = path.read_bytes().decode("utf-8-sig")
+        content = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        line = raw[: err.start].count(b"\n") + 1
         raise RowError(path, line, f"not valid UTF-8 (byte {err.object[err.start]:#04x})") from None
     reader = csv.DictReader(io.StringIO(content, newline=""))
     if not reader.fieldnames or text_column not in reader.fieldnames:
