@@ -15,7 +15,7 @@ fused representation. :func:`generate_reasoning` writes chains at inference and
 :func:`chain_soft_targets` gives what a student distils.
 """
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy
 import torch
@@ -41,6 +41,7 @@ __all__ = [
     "net_shim",
     "generator_of",
     "generate_reasoning",
+    "extract_and_classify",
     "chain_soft_targets",
 ]
 
@@ -268,6 +269,35 @@ def generate_reasoning(
         greedy=greedy,
         temperature=temperature,
     )
+
+
+def extract_and_classify(
+    model: Model, docs: List[Doc], spans: List[Optional[SpanList]], decode: Callable[[int, numpy.ndarray], SpanList]
+) -> Tuple[List[SpanList], JointScores]:
+    """Aspect extraction and classification in one pass: for each doc whose ``spans``
+    entry is None, ``decode(i, tag_logits)`` (n_tokens × 3, numpy) picks its aspects from
+    the tag logits; the span head then reads the same fused states (a second full pass
+    would compute them again)."""
+    lengths = [len(doc) for doc in docs]
+    found: List[SpanList] = [list(s) if s is not None else [] for s in spans]
+    shim, tokens, batch, _ = _inference_batch(model, ModelInput(docs, found))
+
+    def extract(tag_logits: torch.Tensor) -> torch.Tensor:
+        logits = tag_logits.float().cpu().numpy()
+        for i, doc_spans in enumerate(spans):
+            if doc_spans is None:
+                found[i] = decode(i, logits[i, : lengths[i]])
+        rows = [(i, s, e) for i, doc_spans in enumerate(found) for s, e in doc_spans]
+        return torch.tensor(rows, dtype=torch.long, device=tag_logits.device).reshape(-1, 3)
+
+    out = shim.classify(tokens, batch, extract=extract)
+    tags = out.tags.float().cpu().numpy()
+    scores = JointScores(
+        tags=[tags[i, :n] for i, n in enumerate(lengths)],
+        spans=out.spans.float().cpu().numpy(),
+        docs=out.docs.float().cpu().numpy(),
+    )
+    return found, scores
 
 
 def chain_soft_targets(model: Model, inputs: ModelInput, k: int = 8) -> Tuple[numpy.ndarray, List[dict]]:

@@ -585,9 +585,20 @@ def predict_command(
     batch_size: int = typer.Option(32, help="Posts per nlp.pipe batch"),
     max_new_tokens: Optional[int] = typer.Option(None, help="Chain length limit (default: the pipeline's)"),
     output_format: Optional[str] = typer.Option(None, "--format", help="jsonl | csv (default: from OUTPUT's suffix)"),
+    engine: str = typer.Option("local", help="local (this process) | ray (shards over Ray actors, fault-tolerant)"),
+    workers: Optional[int] = typer.Option(None, help="ray: actors (default: the cluster's CPUs / --cpus-per-worker)"),
+    cpus_per_worker: int = typer.Option(1, help="ray: CPUs (and torch threads) per actor"),
+    gpus_per_worker: float = typer.Option(0.0, help="ray: GPUs per actor"),
+    address: Optional[str] = typer.Option(None, help="ray: cluster address (default: start a local one)"),
+    shard_size: int = typer.Option(256, help="ray: posts per shard (a multiple of --batch-size)"),
+    max_retries: int = typer.Option(3, help="ray: reruns of a shard whose worker died"),
+    keep_shards: bool = typer.Option(False, "--keep-shards", help="ray: keep OUTPUT.shards/ after the merge"),
+    code: Optional[Path] = typer.Option(None, help="Python file with custom components, imported before loading"),
 ):
     """Run a trained pipeline over your own posts: aspects (given or found), their
-    polarity and probabilities, the post's sentiment and, with --chains, the reasoning."""
+    polarity and probabilities, the post's sentiment and, with --chains, the reasoning.
+    With --engine ray, the posts are cut into shards predicted by Ray actors (local or
+    a cluster); a shard whose worker dies is run again, and a rerun resumes."""
     from .predict import OUTPUT_FORMATS, RecordWriter, input_kind, predict, read_posts
 
     if on_error not in ("raise", "skip"):
@@ -603,6 +614,18 @@ def predict_command(
         raise typer.BadParameter(str(e)) from None
     if not source.exists():
         raise typer.BadParameter(f"{source} does not exist")
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter(f"--engine must be local or ray, got {engine!r}")
+    if engine == "ray":
+        _predict_with_ray(
+            model, source, output, fmt, chains, on_error, image_dir, batch_size, max_new_tokens, workers,
+            cpus_per_worker, gpus_per_worker, address, shard_size, max_retries, keep_shards, code,
+        )  # fmt: skip
+        return
+    if code is not None:
+        from .engines.shards import import_code
+
+        import_code(str(code))
     # An unreadable image: skipped with a logged warning (doc._.image_error) or an error.
     config = {"components": {"mulcot_image": {"on_error": on_error}}}
     nlp = spacy.load(model, config=config) if _has_image_component(model) else spacy.load(model)
@@ -627,6 +650,42 @@ def predict_command(
         f"{output}: {writer.posts} posts, {writer.aspects} aspects"
         + (f"; {stats.skipped} malformed records skipped" if stats.skipped else "")
         + (f"; {skipped_images} images could not be read (see image_error)" if skipped_images else "")
+    )
+
+
+def _predict_with_ray(
+    model, source, output, fmt, chains, on_error, image_dir, batch_size, max_new_tokens, workers,
+    cpus_per_worker, gpus_per_worker, address, shard_size, max_retries, keep_shards, code,
+) -> None:  # fmt: skip
+    from functools import partial
+
+    from .engines.ray_engine import run_shards
+    from .engines.shards import Settings, predict_in_shards
+
+    settings = Settings(chains, batch_size, on_error, str(image_dir) if image_dir else None, max_new_tokens)
+    run = partial(
+        run_shards,
+        model,
+        settings=settings,
+        workers=workers,
+        cpus_per_worker=cpus_per_worker,
+        gpus_per_worker=gpus_per_worker,
+        address=address,
+        code=str(code) if code else None,
+        max_retries=max_retries,
+    )
+    try:
+        summary = predict_in_shards(source, output, fmt, settings, run, shard_size=shard_size, keep_shards=keep_shards)
+    except (RowError, ValueError, ImportError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    for problem in summary["problems"]:
+        typer.echo(f"skipped: {problem}", err=True)
+    typer.echo(
+        f"{output}: {summary['posts']} posts, {summary['aspects']} aspects; {summary['shards']} shards"
+        + (f" ({summary['resumed']} done before)" if summary["resumed"] else "")
+        + (f"; {summary['skipped']} malformed records skipped" if summary["skipped"] else "")
+        + (f"; {summary['image_errors']} images could not be read" if summary["image_errors"] else "")
     )
 
 

@@ -1,6 +1,6 @@
 """Optional dependencies, grouped as pip extras so a plain install stays light:
 ``teacher`` (openai), ``lora`` (peft), ``report`` (matplotlib), ``serve`` (starlette,
-uvicorn, python-multipart), ``package`` (build); ``all`` has every one."""
+uvicorn, python-multipart), ``package`` (build), ``scale`` (ray); ``all`` has every one."""
 
 import importlib
 from types import ModuleType

@@ -106,12 +106,19 @@ def transformer_model_v1(
     transformer_config: Optional[dict] = None,
     mixed_precision: bool = False,
     grad_scaler_config: Optional[dict] = None,
+    inference_dtype: Optional[str] = "auto",
 ):
     """``mulcot.TransformerModel.v1``: spacy-transformers' ``TransformerModel.v3`` whose
-    ``name`` may also be a packaged default (``all-MiniLM-L6-v2`` → the installed folder)."""
+    ``name`` may also be a packaged default (``all-MiniLM-L6-v2`` → the installed folder).
+
+    inference_dtype: the type prediction runs in on a CPU (training is untouched):
+    "auto" (bf16 autocast where the CPU runs bf16 natively, else fp32), "bfloat16" or
+    "float32"/null. spacy-transformers' ``mixed_precision`` is CUDA-only."""
     from spacy_transformers.layers import TransformerModel
 
-    return TransformerModel(
+    from .encoders.base import _torch_dtype
+
+    model = TransformerModel(
         resolve_model_path(name),
         get_spans=get_spans,
         tokenizer_config=tokenizer_config or {},
@@ -119,3 +126,36 @@ def transformer_model_v1(
         mixed_precision=mixed_precision,
         grad_scaler_config=grad_scaler_config or {},
     )
+    dtype = _torch_dtype(inference_dtype) if inference_dtype else None
+    if dtype is not None and dtype != _torch_dtype("float32"):
+        shim = model.layers[0].shims[0]
+        shim.__class__ = _cpu_autocast_shim(type(shim))
+        shim.inference_dtype = dtype
+    return model
+
+
+_AUTOCAST_SHIMS: Dict[type, type] = {}
+
+
+def _cpu_autocast_shim(base: type) -> type:
+    """A subclass of spacy-transformers' ``HFShim`` whose ``predict`` runs under CPU
+    autocast and hands back fp32 outputs (the listeners and numpy expect fp32). The
+    shim object is kept (only its class changes), so loading weights, which replaces
+    the wrapped HF model, keeps the setting."""
+    if base not in _AUTOCAST_SHIMS:
+        import torch
+
+        def predict(self, inputs):
+            if self.device.type != "cpu":
+                return base.predict(self, inputs)
+            self._model.eval()
+            with torch.no_grad(), torch.autocast("cpu", dtype=self.inference_dtype):
+                outputs = self._model(*inputs.args, **inputs.kwargs)
+            self._model.train()
+            for key, value in list(outputs.items()):
+                if torch.is_tensor(value) and value.is_floating_point():
+                    outputs[key] = value.float()
+            return outputs
+
+        _AUTOCAST_SHIMS[base] = type(f"CpuAutocast{base.__name__}", (base,), {"predict": predict})
+    return _AUTOCAST_SHIMS[base]

@@ -3,17 +3,21 @@
 A post's image lives on ``doc._.image`` as an :class:`ImageRef`: the file path
 (if any) and a SHA-256 of the file's bytes. The pixels or bytes a user handed
 over are kept in memory only; serialising a Doc writes the reference, never the
-pixels, so a DocBin stays small and an image is always re-read from its source.
+pixels, so a DocBin stays small and an image is always re-read from its source. The
+one exception is a worker process forked by ``nlp.pipe(n_process=N)``
+(:mod:`spacy_mulcot.workers`): its docs go back to the parent with their pixels.
 """
 
 import hashlib
 import io
 import warnings
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Container, Optional, Tuple, Union
 
 import srsly
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from . import workers
 
 #: Default cap on decoded pixels (width x height): 40 megapixels. Larger images
 #: are refused before decoding (a decompression bomb decodes to gigabytes).
@@ -43,7 +47,8 @@ class ImageRef:
 
     path: the file, when the image came from one (kept through serialisation).
     sha256: the content hash, known once the bytes or pixels have been seen.
-    The in-memory payload (bytes or a PIL image) is never serialised.
+    The in-memory payload (bytes or a PIL image) is not serialised, except by a forked
+    ``nlp.pipe`` worker sending its docs back (bytes as they are, a PIL image as PNG).
     """
 
     __slots__ = ("path", "sha256", "_payload")
@@ -88,12 +93,24 @@ class ImageRef:
                 return None
         return self.sha256
 
-    def load(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-        """Decode to an upright RGB PIL image, or raise ImageError saying why."""
+    def load(self, max_pixels: int = DEFAULT_MAX_PIXELS, min_size: Optional[int] = None) -> Image.Image:
+        """Decode to an upright RGB PIL image, or raise ImageError saying why.
+
+        min_size: the caller only needs both sides to be at least this many pixels, so a
+        JPEG may be decoded at 1/2, 1/4 or 1/8 scale (see :func:`decode_image`)."""
+        return self.load_keyed(max_pixels, min_size)[1]
+
+    def load_keyed(
+        self, max_pixels: int = DEFAULT_MAX_PIXELS, min_size: Optional[int] = None, skip: Container[str] = ()
+    ) -> Tuple[str, Optional[Image.Image]]:
+        """The content hash and the decoded image, the file read once; the image is None
+        when the hash is in ``skip`` (e.g. already encoded). Raises ImageError."""
         payload = self._payload
         if isinstance(payload, Image.Image):
+            if self.sha256 in skip:
+                return self.sha256, None
             _check_size(payload.size, max_pixels, self.describe())
-            return _to_rgb(payload, self.describe())
+            return self.sha256, _to_rgb(payload, self.describe())
         if payload is None:
             if self.path is None:
                 raise ImageError("Image reference has neither a path nor in-memory data")
@@ -106,7 +123,9 @@ class ImageRef:
             self.sha256 = sha256_bytes(data)
         else:
             data = payload
-        return decode_image(data, max_pixels=max_pixels, source=self.describe())
+        if self.sha256 in skip:
+            return self.sha256, None
+        return self.sha256, decode_image(data, max_pixels=max_pixels, source=self.describe(), min_size=min_size)
 
     def describe(self) -> str:
         if self.path is not None:
@@ -182,15 +201,25 @@ def _to_8bit(image: Image.Image, source: str) -> Image.Image:
     return Image.fromarray(grey, mode="L")
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, source: str = "<bytes>") -> Image.Image:
+def decode_image(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, source: str = "<bytes>", min_size: Optional[int] = None
+) -> Image.Image:
     """Decode image bytes safely: size checked before pixels are decoded,
-    EXIF orientation applied, converted to RGB."""
+    EXIF orientation applied, converted to RGB.
+
+    min_size: a JPEG is decoded at the smallest DCT scale (1/1, 1/2, 1/4 or 1/8) that keeps
+    both sides at least ``min_size`` pixels (libjpeg's "draft" mode: 3-10x less decoding
+    for a photo that is resized to an encoder's 224 px anyway); other formats decode fully.
+    The size limit applies to the file's full size either way."""
     try:
         with warnings.catch_warnings():
             # The size is checked against max_pixels just below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
         _check_size(image.size, max_pixels, source)
+        if min_size and image.format == "JPEG" and min(image.size) >= 2 * min_size:
+            # Before EXIF rotation: a square request is the same in either orientation.
+            image.draft(image.mode if image.mode in ("L", "RGB", "CMYK") else None, (min_size, min_size))
         image.load()
     except ImageError:
         raise
@@ -201,10 +230,21 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, source: str 
     return _to_rgb(image, source)
 
 
+def _payload_bytes(payload: Union[bytes, Image.Image]) -> bytes:
+    if isinstance(payload, Image.Image):
+        out = io.BytesIO()
+        payload.save(out, format="PNG")  # lossless; the hash stays the original's
+        return out.getvalue()
+    return payload
+
+
 @srsly.msgpack_encoders("mulcot_imageref")
 def _serialize_imageref(obj, chain=None):
     if isinstance(obj, ImageRef):
-        return {"__mulcot_imageref__": obj.to_dict()}
+        data = obj.to_dict()
+        if obj.in_memory and workers.in_forked_worker:
+            data["payload"] = _payload_bytes(obj._payload)
+        return {"__mulcot_imageref__": data}
     return obj if chain is None else chain(obj)
 
 

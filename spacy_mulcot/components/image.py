@@ -7,17 +7,24 @@ images (same content hash) are encoded once per run.
 
 import logging
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy
+from PIL import Image
 from spacy.language import Language
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc
 from spacy.util import minibatch
 
+from .. import workers
 from ..doc_model import preview, register_extensions
 from ..encoders import ImageEncoder
 from ..images import DEFAULT_MAX_PIXELS, ImageError
+
+#: What a worker thread hands back per doc: content key, decoded image (None when the
+#: doc has no image or the key is cached), error.
+_Fetched = Tuple[Optional[str], Optional[Image.Image], Optional[ImageError]]
 
 logger = logging.getLogger("spacy_mulcot")
 
@@ -35,6 +42,7 @@ DEFAULT_ENCODER = {"@architectures": "mulcot.EfficientNetLite0.v1", "image_size"
         "max_pixels": DEFAULT_MAX_PIXELS,
         "batch_size": 32,
         "cache_size": 4096,
+        "decode_threads": 2,
     },
 )
 def make_image_component(
@@ -45,6 +53,7 @@ def make_image_component(
     max_pixels: int,
     batch_size: int,
     cache_size: int,
+    decode_threads: int,
 ) -> "ImageFeaturizer":
     return ImageFeaturizer(
         nlp.vocab,
@@ -54,6 +63,7 @@ def make_image_component(
         max_pixels=max_pixels,
         batch_size=batch_size,
         cache_size=cache_size,
+        decode_threads=decode_threads,
     )
 
 
@@ -64,6 +74,8 @@ class ImageFeaturizer(Pipe):
         the doc and the file; "skip" logs it, leaves the features None and counts it
         in ``n_skipped``.
     cache_size: how many encoded images (by content hash) to keep for reuse.
+    decode_threads: threads that read and decode the next batch's images while this
+        one is encoded (0: decode inline).
     """
 
     def __init__(
@@ -76,6 +88,7 @@ class ImageFeaturizer(Pipe):
         max_pixels: int = DEFAULT_MAX_PIXELS,
         batch_size: int = 32,
         cache_size: int = 4096,
+        decode_threads: int = 2,
     ):
         if on_error not in ON_ERROR:
             raise ValueError(f"mulcot_image: on_error must be one of {ON_ERROR}, got {on_error!r}")
@@ -85,6 +98,7 @@ class ImageFeaturizer(Pipe):
                 f"got {type(encoder).__name__}"
             )
         register_extensions()
+        workers.install()  # nlp.pipe(n_process=N): a thread pool per worker, images sent back
         self.vocab = vocab
         self.name = name
         self.encoder = encoder
@@ -92,6 +106,7 @@ class ImageFeaturizer(Pipe):
         self.max_pixels = max_pixels
         self.batch_size = batch_size
         self.cache_size = cache_size
+        self.decode_threads = decode_threads
         self._cache: "OrderedDict[str, Tuple[numpy.ndarray, numpy.ndarray]]" = OrderedDict()
         self.n_skipped = 0
         self.n_encoded = 0
@@ -100,49 +115,81 @@ class ImageFeaturizer(Pipe):
         return next(self.pipe([doc]))
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: Optional[int] = None) -> Iterator[Doc]:
-        position = 0  # of the batch's first doc in this call's stream, for error messages
-        for batch in minibatch(stream, size=batch_size or self.batch_size):
-            self.set_annotations(batch, self.predict(batch, offset=position))
-            position += len(batch)
-            yield from batch
+        """Encode in batches; with ``decode_threads``, the next batch's images are read
+        and decoded in worker threads while this batch is encoded (PIL releases the GIL)."""
+        batches = minibatch(stream, size=batch_size or self.batch_size)
+        if self.decode_threads <= 0:
+            position = 0  # of the batch's first doc in this call's stream, for error messages
+            for batch in batches:
+                self.set_annotations(batch, self.predict(batch, offset=position))
+                position += len(batch)
+                yield from batch
+            return
+        with ThreadPoolExecutor(self.decode_threads, thread_name_prefix="mulcot_image") as pool:
+            ahead: Optional[Tuple[List[Doc], List[Future], int]] = None
+            position = 0
+            for batch in batches:
+                started = (batch, [pool.submit(self._fetch, doc) for doc in batch], position)
+                position += len(batch)
+                if ahead is not None:
+                    yield from self._finish(*ahead)
+                ahead = started
+            if ahead is not None:
+                yield from self._finish(*ahead)
+
+    def _finish(self, docs: List[Doc], futures: List[Future], offset: int) -> List[Doc]:
+        self.set_annotations(docs, self._encode(docs, [f.result() for f in futures], offset))
+        return docs
 
     def predict(self, docs: List[Doc], offset: int = 0) -> List[Optional[Tuple[numpy.ndarray, numpy.ndarray]]]:
         """Encode the batch's images; None for a doc without (a usable) image. ``offset``:
         the position of ``docs[0]`` in the caller's stream (errors name ``doc N`` by it).
         A skipped image's reason goes to ``doc._.image_error``."""
+        return self._encode(docs, [self._fetch(doc) for doc in docs], offset)
+
+    def _fetch(self, doc: Doc) -> _Fetched:
+        """(content key, decoded image, error) for a doc: the file is read once, an image
+        already in the cache is not decoded, a JPEG is decoded at the smallest DCT scale
+        the encoder's input size allows. Safe to run in a worker thread."""
+        ref = doc._.image
+        if ref is None:
+            return None, None, None
+        try:
+            key, image = ref.load_keyed(self.max_pixels, self.encoder.image_size or None, skip=self._cache)
+        except ImageError as err:
+            return None, None, err
+        return key, image, None
+
+    def _encode(
+        self, docs: List[Doc], fetched: List[_Fetched], offset: int
+    ) -> List[Optional[Tuple[numpy.ndarray, numpy.ndarray]]]:
         results: List[Optional[Tuple[numpy.ndarray, numpy.ndarray]]] = [None] * len(docs)
         pending: Dict[str, List[int]] = {}
         images = {}
-        for i, doc in enumerate(docs):
-            index = offset + i
+        for i, (doc, (key, image, err)) in enumerate(zip(docs, fetched)):
             doc._.image_error = None
-            ref = doc._.image
-            if ref is None:
-                continue
-            key = ref.key
-            if key is not None and key in self._cache:
-                self._cache.move_to_end(key)
-                results[i] = self._cache[key]
-                continue
-            if key is not None and key in pending:
-                pending[key].append(i)
-                continue
-            try:
-                image = ref.load(self.max_pixels)
-            except ImageError as err:
-                message = f"mulcot_image: doc {index} ({preview(doc)}): {err}"
+            if err is not None:
+                message = f"mulcot_image: doc {offset + i} ({preview(doc)}): {err}"
                 if self.on_error == "raise":
                     raise ImageError(message + " (set on_error='skip' to skip such images)") from None
                 logger.warning(message)
                 doc._.image_error = str(err)
                 self.n_skipped += 1
                 continue
-            key = ref.sha256
+            if key is None:
+                continue
             if key in pending:
                 pending[key].append(i)
-                continue
-            pending[key] = [i]
-            images[key] = image
+            elif key in self._cache:
+                self._cache.move_to_end(key)
+                results[i] = self._cache[key]
+            elif image is not None:
+                pending[key] = [i]
+                images[key] = image
+            else:  # evicted from the cache since it was fetched
+                _, image, _ = self._fetch(doc)
+                pending[key] = [i]
+                images[key] = image
         keys = list(images)
         encoded = self.encoder.encode([images[k] for k in keys])
         self.n_encoded += len(keys)

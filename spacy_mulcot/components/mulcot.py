@@ -24,8 +24,8 @@ from spacy.util import minibatch
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
-from .. import bio
-from ..architectures import generate_reasoning, generator_of, net_shim
+from .. import bio, workers
+from ..architectures import extract_and_classify, generate_reasoning, generator_of, net_shim
 from ..data_classes import JointScores, ModelInput, ReasoningItem
 from ..distill.loss import distill_rows
 from ..doc_model import ASPECTS_KEY
@@ -225,6 +225,7 @@ class Mulcot(TrainablePipe):
         distill_temperature: float = 2.0,
         scorer: Optional[Callable] = score_mulcot,
     ):
+        workers.install()  # nlp.pipe(n_process=N): each worker gets its own torch threads
         self.vocab = vocab
         self.model = model
         self.name = name
@@ -378,15 +379,16 @@ class Mulcot(TrainablePipe):
         key = self.spans_key
         given = [key in doc.spans for doc in docs]
         spans = [[(s.start, s.end) for s in doc.spans[key]] if g else [] for doc, g in zip(docs, given)]
-        scores: JointScores = self.model.predict(ModelInput(docs, spans))
-        if not all(given):
-            for i, (doc, g) in enumerate(zip(docs, given)):
-                if not g:
-                    spans[i] = bio.decode(
-                        _log_softmax(self.model.ops.to_numpy(scores.tags[i])), outside=[t.is_space for t in doc]
-                    )
-            if any(spans[i] for i, g in enumerate(given) if not g):
-                scores = self.model.predict(ModelInput(docs, spans))
+        if all(given):
+            scores: JointScores = self.model.predict(ModelInput(docs, spans))
+        else:
+
+            def decode(i: int, tag_logits: numpy.ndarray):
+                return bio.decode(_log_softmax(tag_logits), outside=[t.is_space for t in docs[i]])
+
+            spans, scores = extract_and_classify(
+                self.model, docs, [s if g else None for s, g in zip(spans, given)], decode
+            )
         span_probs = _softmax(self.model.ops.to_numpy(scores.spans))
         per_doc, start = [], 0
         for doc_spans in spans:

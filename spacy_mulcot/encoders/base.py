@@ -17,6 +17,8 @@ class ImageEncoder:
     name: str = "image-encoder"
     dim: int = 0
     n_regions: int = 0
+    #: The input's side in pixels (0: unknown): images need not be decoded larger.
+    image_size: int = 0
 
     def __init__(self, device: str = "cpu", dtype: str = "float32", micro_batch: int = 8):
         # micro_batch: images per forward pass. On CPU, big batches of conv activations

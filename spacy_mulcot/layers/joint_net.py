@@ -4,7 +4,7 @@ optionally, write a reasoning chain per aspect (or post) with a generator that r
 the image regions and the classifier's hidden vector for that aspect, so the
 reasoning loss trains the fused representation too (MulCoT-RD's joint objective)."""
 
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -139,7 +139,15 @@ class JointSentimentNet(nn.Module):
         condition = torch.where(on_span, span_part, out.doc_hidden[docs])
         return self._generator().prefix(regions[docs], has_image[docs], condition)
 
-    def classify(self, tokens: torch.Tensor, batch: NetBatch) -> ClassifierOutput:
+    def classify(
+        self,
+        tokens: torch.Tensor,
+        batch: NetBatch,
+        extract: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    ) -> ClassifierOutput:
+        """Logits and hidden vectors. ``extract`` (inference): maps the tag logits
+        (B, T, 3) to the span rows to classify (S, 3), replacing ``batch.spans`` — aspect
+        extraction and classification on one pass of the fused states."""
         image_mask, rationale_mask = batch.image_mask, batch.rationale_mask
         if self.training:
             # The generator's prefix still sees the image: only the classifier's copy is dropped.
@@ -156,7 +164,8 @@ class JointSentimentNet(nn.Module):
         scores = (fused @ self.doc_query).masked_fill(~token_mask, float("-inf"))
         doc_vec = (torch.softmax(scores, dim=1).unsqueeze(-1) * fused).sum(1)
         doc_hidden = self.doc_out[:-1](torch.cat([doc_vec, _masked_mean(img, image_mask)], dim=-1))
-        span_hidden = self._spans(fused, token_mask, img, image_mask, batch.spans)
+        spans = batch.spans if extract is None else extract(tag_logits)
+        span_hidden = self._spans(fused, token_mask, img, image_mask, spans)
         return ClassifierOutput(
             tags=tag_logits,
             spans=self.span_out[-1](span_hidden),

@@ -41,10 +41,11 @@ class MulcotShim(PyTorchShim):
 
     # ---- inference ------------------------------------------------------------
 
-    def classify(self, tokens: torch.Tensor, batch: NetBatch) -> ClassifierOutput:
+    def classify(self, tokens: torch.Tensor, batch: NetBatch, extract=None) -> ClassifierOutput:
+        """Inference: see ``JointSentimentNet.classify`` (``extract``: tags → span rows)."""
         self._model.eval()
         with torch.inference_mode():
-            return self._model.classify(tokens, batch)
+            return self._model.classify(tokens, batch, extract=extract)
 
     def generate(self, tokens: torch.Tensor, batch: NetBatch, reasoning: ReasoningBatch, **kwargs) -> List[str]:
         return self._model.reason(tokens, batch, reasoning, **kwargs)

@@ -1,0 +1,256 @@
+"""Shards: the unit of work (and of failure) of a distributed prediction run.
+
+A shard is a slice ``[start, stop)`` of the posts a reader yields for one input file.
+A worker reads the file, predicts its slice and writes the records to
+``NNNNN.jsonl.tmp``, then renames it to ``NNNNN.jsonl``: a shard is committed whole
+or not at all, so a worker killed mid-shard leaves nothing behind, the shard is
+simply run again, and a rerun of the command skips the shards already done. The
+merge writes the shards in order, so the output is the one a single process writes
+with the same batch size (``shard_size`` is a multiple of it, so the batches are the
+same too).
+"""
+
+import importlib.util
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from ..readers import ReadStats
+
+SHARD_SUFFIX = ".jsonl"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Posts ``[start, stop)`` of ``source`` (in the reader's order)."""
+
+    index: int
+    source: str
+    start: int
+    stop: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.index:05d}{SHARD_SUFFIX}"
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass
+class Settings:
+    """How every worker runs the pipeline (the same for all shards)."""
+
+    chains: bool = False
+    batch_size: int = 32
+    on_error: str = "raise"
+    image_dir: Optional[str] = None
+    max_new_tokens: Optional[int] = None
+
+
+@dataclass
+class ShardResult:
+    shard: int
+    posts: int
+    aspects: int
+    image_errors: int
+    pid: int = 0
+    problems: List[str] = field(default_factory=list)
+
+
+def count_posts(source: Path, on_error: str = "raise", image_dir: Optional[Path] = None) -> ReadStats:
+    """Read ``source`` once with a blank English tokenizer (no model, no images) to
+    count its posts and report malformed records."""
+    import spacy
+
+    from ..predict import read_posts
+
+    stats = ReadStats()
+    for _ in read_posts(source, spacy.blank("en"), on_error=on_error, stats=stats, image_dir=image_dir):
+        pass
+    return stats
+
+
+def plan_shards(source: Path, n_posts: int, shard_size: int) -> List[Shard]:
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    return [
+        Shard(i, str(source), start, min(start + shard_size, n_posts))
+        for i, start in enumerate(range(0, n_posts, shard_size))
+    ]
+
+
+def import_code(path: Optional[str]) -> None:
+    """Import a Python file with custom components or registered functions (like
+    ``spacy train --code``), in the driver and in every worker."""
+    if not path:
+        return
+    name = "mulcot_user_code_" + Path(path).stem
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import code file {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
+def load_pipeline(model: str, on_error: str, code: Optional[str] = None):
+    """The pipeline as ``python -m spacy_mulcot predict`` loads it."""
+    import spacy
+
+    import_code(code)
+    config = {"components": {"mulcot_image": {"on_error": on_error}}}
+    path = Path(model)
+    if (path / "config.cfg").exists():
+        has_image = "mulcot_image" in spacy.util.load_config(path / "config.cfg")["nlp"]["pipeline"]
+        return spacy.load(model, config=config) if has_image else spacy.load(model)
+    return spacy.load(model, config=config)
+
+
+class ShardWorker:
+    """Loads the pipeline once, then predicts shards (a Ray actor's body; also usable
+    in-process)."""
+
+    def __init__(self, model: str, settings: Dict[str, Any], code: Optional[str] = None, threads: int = 0):
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.settings = Settings(**settings)
+        self.nlp = load_pipeline(model, self.settings.on_error, code)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run(self, shard: Shard, out_dir: str) -> ShardResult:
+        """Predict one shard and commit it; a committed shard is not predicted again."""
+        from ..predict import RecordWriter, predict, read_posts
+
+        final = Path(out_dir) / shard.name
+        if final.exists():
+            return ShardResult(**json.loads(final.with_suffix(".done").read_text()))
+        s = self.settings
+        stats = ReadStats()
+        image_dir = Path(s.image_dir) if s.image_dir else None
+        docs = list(
+            islice(
+                read_posts(Path(shard.source), self.nlp, on_error=s.on_error, stats=stats, image_dir=image_dir),
+                shard.start,
+                shard.stop,
+            )
+        )
+        if len(docs) != len(shard):
+            raise RuntimeError(f"shard {shard.index}: expected {len(shard)} posts in {shard.source}, read {len(docs)}")
+        tmp = final.with_name(final.name + f".{os.getpid()}.tmp")
+        writer = RecordWriter(tmp, "jsonl")
+        try:
+            predict(
+                self.nlp,
+                docs,
+                writer,
+                chains=s.chains,
+                batch_size=s.batch_size,
+                max_new_tokens=s.max_new_tokens,
+                progress=False,
+            )
+        finally:
+            writer.close()
+        result = ShardResult(
+            shard=shard.index,
+            posts=writer.posts,
+            aspects=writer.aspects,
+            image_errors=sum(1 for d in docs if d._.image_error),
+            pid=os.getpid(),
+        )
+        # The summary first, then the records: a shard counts as done once NNNNN.jsonl exists.
+        final.with_suffix(".done").write_text(json.dumps(asdict(result)))
+        os.replace(tmp, final)
+        return result
+
+
+def merge_shards(out_dir: Path, shards: List[Shard], output: Path, fmt: str) -> Dict[str, int]:
+    """Write the committed shards' records to ``output`` in shard order."""
+    from ..predict import RecordWriter
+
+    missing = [s.name for s in shards if not (out_dir / s.name).exists()]
+    if missing:
+        raise RuntimeError(f"{len(missing)} shard(s) not done in {out_dir}: {', '.join(missing[:5])}")
+    writer = RecordWriter(output, fmt)
+    try:
+        for shard in shards:
+            with (out_dir / shard.name).open(encoding="utf-8") as lines:
+                for line in lines:
+                    writer.write(json.loads(line))
+    finally:
+        writer.close()
+    return {"posts": writer.posts, "aspects": writer.aspects}
+
+
+def clean_shards(out_dir: Path, shards: List[Shard]) -> None:
+    for shard in shards:
+        for path in (out_dir / shard.name, (out_dir / shard.name).with_suffix(".done")):
+            path.unlink(missing_ok=True)
+    for tmp in out_dir.glob("*.tmp"):
+        tmp.unlink()
+    try:
+        out_dir.rmdir()
+    except OSError:
+        pass  # the user's own files are left alone
+
+
+def predict_in_shards(
+    source: Path,
+    output: Path,
+    fmt: str,
+    settings: Settings,
+    run: Callable[..., List[ShardResult]],
+    *,
+    shard_size: int = 256,
+    keep_shards: bool = False,
+    progress: bool = True,
+) -> Dict[str, Any]:
+    """Count, plan, run (``run(shards, out_dir, on_result=...)``: an engine), merge.
+
+    The shards live in ``OUTPUT.shards/`` until the merge; after a crash, the same
+    command resumes (committed shards are not predicted again)."""
+    from tqdm import tqdm
+
+    if shard_size % settings.batch_size:
+        raise ValueError(
+            f"shard_size ({shard_size}) must be a multiple of batch_size ({settings.batch_size}), so that the "
+            "batches (and so the results) are the same as in one process"
+        )
+    stats = count_posts(source, settings.on_error, Path(settings.image_dir) if settings.image_dir else None)
+    shards = plan_shards(source, stats.docs, shard_size)
+    out_dir = output.with_name(output.name + ".shards")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    todo = [s for s in shards if not (out_dir / s.name).exists()]
+    bar = tqdm(total=stats.docs, initial=stats.docs - sum(len(s) for s in todo), unit="post", disable=not progress)
+    results: List[ShardResult] = []
+
+    def done(result: ShardResult) -> None:
+        results.append(result)
+        bar.update(result.posts)
+
+    try:
+        run(todo, out_dir, on_result=done)
+    finally:
+        bar.close()
+    totals = merge_shards(out_dir, shards, output, fmt)
+    if not keep_shards:
+        clean_shards(out_dir, shards)
+    return {
+        **totals,
+        "shards": len(shards),
+        "resumed": len(shards) - len(todo),
+        "image_errors": sum(r.image_errors for r in results),
+        "problems": stats.problems,
+        "skipped": stats.skipped,
+        "workers": sorted({r.pid for r in results}),
+    }
