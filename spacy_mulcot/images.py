@@ -2,10 +2,9 @@
 
 A post's image lives on ``doc._.image`` as an :class:`ImageRef`: the file path
 (if any) and a SHA-256 of the file's bytes. The pixels or bytes a user handed
-over are kept in memory only; serialising a Doc writes the reference, never the
-pixels, so a DocBin stays small and an image is always re-read from its source. The
-one exception is a worker process forked by ``nlp.pipe(n_process=N)``
-(:mod:`spacy_mulcot.workers`): its docs go back to the parent with their pixels.
+over are kept in memory too; serialising a Doc writes the reference and, for an image
+given in memory (it has no file to be re-read from), its bytes — a PIL image as a
+lossless PNG — so nothing is lost through a DocBin or ``nlp.pipe(n_process=N)``.
 """
 
 import hashlib
@@ -16,8 +15,6 @@ from typing import Any, Container, Optional, Tuple, Union
 
 import srsly
 from PIL import Image, ImageOps, UnidentifiedImageError
-
-from . import workers
 
 #: Default cap on decoded pixels (width x height): 40 megapixels. Larger images
 #: are refused before decoding (a decompression bomb decodes to gigabytes).
@@ -47,8 +44,8 @@ class ImageRef:
 
     path: the file, when the image came from one (kept through serialisation).
     sha256: the content hash, known once the bytes or pixels have been seen.
-    The in-memory payload (bytes or a PIL image) is not serialised, except by a forked
-    ``nlp.pipe`` worker sending its docs back (bytes as they are, a PIL image as PNG).
+    The in-memory payload (bytes or a PIL image) is serialised with the reference
+    (bytes as they are, a PIL image as PNG; the hash stays the original's).
     """
 
     __slots__ = ("path", "sha256", "_payload")
@@ -242,7 +239,7 @@ def _payload_bytes(payload: Union[bytes, Image.Image]) -> bytes:
 def _serialize_imageref(obj, chain=None):
     if isinstance(obj, ImageRef):
         data = obj.to_dict()
-        if obj.in_memory and workers.in_forked_worker:
+        if obj.in_memory:
             data["payload"] = _payload_bytes(obj._payload)
         return {"__mulcot_imageref__": data}
     return obj if chain is None else chain(obj)

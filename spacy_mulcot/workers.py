@@ -1,31 +1,22 @@
 """What a worker process forked by ``nlp.pipe(docs, n_process=N)`` needs.
 
-spaCy forks its workers (Linux's default start method). Two things go wrong without
-this module:
-
-- PyTorch's OpenMP thread pool does not survive ``fork``: a child that runs a parallel
-  region on the parent's pool can hang forever. Each child gets its own
-  ``threads_per_worker`` threads instead (1 by default: N workers on N cores), as
-  PyTorch's own DataLoader workers do.
-- A worker hands its docs back as ``doc.to_bytes()``, which keeps an image as its
-  reference (path and hash) only; an image given as bytes or a PIL image would come
-  back without pixels. In a forked worker, image references carry their in-memory
-  payload, so the parent's docs keep their images.
+spaCy forks its workers (Linux's default start method), and PyTorch's OpenMP thread
+pool does not survive ``fork``: a child that runs a parallel region on the parent's
+pool can hang forever. Each child gets its own ``threads_per_worker`` threads instead
+(1 by default: N workers on N cores), as PyTorch's own DataLoader workers do. (Docs
+cross the process boundary as ``doc.to_bytes()``; in-memory images travel with them,
+see :mod:`spacy_mulcot.images`.)
 """
 
 import os
 from typing import Optional
 
 _installed = False
-#: True in a process forked after this module was installed (see above).
-in_forked_worker = False
 #: torch threads in a forked worker; None leaves torch's setting as it is.
 threads_per_worker: Optional[int] = 1
 
 
 def _after_fork_in_child() -> None:
-    global in_forked_worker
-    in_forked_worker = True
     if threads_per_worker:
         try:
             import torch

