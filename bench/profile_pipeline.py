@@ -54,6 +54,12 @@ class StageTimer:
         if self.stack:
             self.stack[-1][1] = now
 
+    def wrap_property(self, owner, attr: str, stage: str) -> None:
+        getter = getattr(owner, attr).fget
+        box = type("Box", (), {"get": staticmethod(getter)})
+        self.wrap(box, "get", stage)
+        setattr(owner, attr, property(lambda obj: box.get(obj)))
+
     def wrap(self, owner, attr: str, stage: str) -> None:
         original = getattr(owner, attr)
 
@@ -76,7 +82,12 @@ def instrument(nlp, timer: StageTimer) -> None:
     hf = nlp.get_pipe("transformer").model.layers[0].shims[0]._model
     hf.register_forward_pre_hook(lambda *_: timer.enter("transformer forward"))
     hf.register_forward_hook(lambda *_: timer.exit())
-    timer.wrap(ImageRef, "load_keyed", "image read + decode")
+    # load_keyed reads + decodes (the current code); older code read in .key, decoded in .load
+    if hasattr(ImageRef, "load_keyed"):
+        timer.wrap(ImageRef, "load_keyed", "image read + decode")
+    else:
+        timer.wrap(ImageRef, "load", "image read + decode")
+        timer.wrap_property(ImageRef, "key", "image read + decode")  # it read and hashed the file
     encoder = nlp.get_pipe("mulcot_image").encoder
     timer.wrap(encoder, "preprocess", "image resize + normalise")
     timer.wrap(encoder, "forward", "image encoder")
@@ -96,7 +107,8 @@ def main(
     image_dir: Optional[Path] = typer.Option(None, help="Re-root image paths"),
     output: Optional[Path] = typer.Option(None, help="JSON file for the table"),
 ):
-    nlp = spacy.load(model, config={"components": {"mulcot_image": {"decode_threads": decode_threads}}})
+    overrides = {"components": {"mulcot_image": {"decode_threads": decode_threads}}} if decode_threads else {}
+    nlp = spacy.load(model, config=overrides)
     posts = list(read_docbin(corpus, nlp))[:n]
     image = nlp.get_pipe("mulcot_image")
 

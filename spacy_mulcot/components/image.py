@@ -8,10 +8,9 @@ images (same content hash) are encoded once per run.
 import logging
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy
-from PIL import Image
 from spacy.language import Language
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc
@@ -22,9 +21,9 @@ from ..doc_model import preview, register_extensions
 from ..encoders import ImageEncoder
 from ..images import DEFAULT_MAX_PIXELS, ImageError
 
-#: What a worker thread hands back per doc: content key, decoded image (None when the
-#: doc has no image or the key is cached), error.
-_Fetched = Tuple[Optional[str], Optional[Image.Image], Optional[ImageError]]
+#: What a worker thread hands back per doc: content key, the image decoded and through
+#: the encoder's ``prepare`` (None when the doc has no image or the key is cached), error.
+_Fetched = Tuple[Optional[str], Optional[Any], Optional[ImageError]]
 
 logger = logging.getLogger("spacy_mulcot")
 
@@ -148,9 +147,10 @@ class ImageFeaturizer(Pipe):
         return self._encode(docs, [self._fetch(doc) for doc in docs], offset)
 
     def _fetch(self, doc: Doc) -> _Fetched:
-        """(content key, decoded image, error) for a doc: the file is read once, an image
-        already in the cache is not decoded, a JPEG is decoded at the smallest DCT scale
-        the encoder's input size allows. Safe to run in a worker thread."""
+        """(content key, decoded and prepared image, error) for a doc: the file is read
+        once, an image already in the cache is not decoded, a JPEG is decoded at the
+        smallest DCT scale the encoder's input size allows, then resized by the encoder's
+        ``prepare``. Safe to run in a worker thread."""
         ref = doc._.image
         if ref is None:
             return None, None, None
@@ -158,7 +158,7 @@ class ImageFeaturizer(Pipe):
             key, image = ref.load_keyed(self.max_pixels, self.encoder.image_size or None, skip=self._cache)
         except ImageError as err:
             return None, None, err
-        return key, image, None
+        return key, (self.encoder.prepare(image) if image is not None else None), None
 
     def _encode(
         self, docs: List[Doc], fetched: List[_Fetched], offset: int
@@ -191,7 +191,7 @@ class ImageFeaturizer(Pipe):
                 pending[key] = [i]
                 images[key] = image
         keys = list(images)
-        encoded = self.encoder.encode([images[k] for k in keys])
+        encoded = self.encoder.encode_prepared([images[k] for k in keys])
         self.n_encoded += len(keys)
         for key, (regions, pooled) in zip(keys, encoded):
             regions.flags.writeable = False

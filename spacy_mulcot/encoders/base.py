@@ -1,6 +1,6 @@
 """What every image encoder provides, and the shared preprocessing."""
 
-from typing import List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 import numpy
 import torch
@@ -31,7 +31,13 @@ class ImageEncoder:
             raise ValueError(f"micro_batch must be >= 1, got {micro_batch}")
         self.micro_batch = micro_batch
 
-    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+    def prepare(self, image: Image.Image) -> Any:
+        """Per-image work before batching (resize, crop): thread-safe, so
+        ``mulcot_image`` runs it in its decode threads, off the encoder's path."""
+        return image
+
+    def preprocess(self, prepared: Sequence[Any]) -> torch.Tensor:
+        """A batch of :meth:`prepare` outputs as the network's input tensor."""
         raise NotImplementedError
 
     def forward(self, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -40,11 +46,15 @@ class ImageEncoder:
 
     def encode(self, images: Sequence[Image.Image]) -> List[Tuple[numpy.ndarray, numpy.ndarray]]:
         """Encode a batch; returns one ``(regions, pooled)`` float32 pair per image."""
-        if not images:
+        return self.encode_prepared([self.prepare(image) for image in images])
+
+    def encode_prepared(self, prepared: Sequence[Any]) -> List[Tuple[numpy.ndarray, numpy.ndarray]]:
+        """As :meth:`encode`, for images already through :meth:`prepare`."""
+        if not prepared:
             return []
         out: List[Tuple[numpy.ndarray, numpy.ndarray]] = []
-        for start in range(0, len(images), self.micro_batch):
-            pixels = self.preprocess(images[start : start + self.micro_batch]).to(self.device)
+        for start in range(0, len(prepared), self.micro_batch):
+            pixels = self.preprocess(prepared[start : start + self.micro_batch]).to(self.device)
             with (
                 torch.inference_mode(),
                 torch.autocast(
@@ -88,11 +98,20 @@ def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
-def to_tensor(images: Sequence[Image.Image], size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """A normalised (B, 3, size, size) float tensor (8-bit pixels stacked, then scaled
-    and normalised once for the batch)."""
-    pixels = numpy.stack([numpy.asarray(resize_center_crop(img, size), dtype=numpy.uint8) for img in images])
-    batch = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()
+def square_pixels(image: Image.Image, size: int) -> numpy.ndarray:
+    """The centre square at ``size`` px as 8-bit (size, size, 3) pixels."""
+    return numpy.asarray(resize_center_crop(image, size), dtype=numpy.uint8)
+
+
+def normalise(pixels: Sequence[numpy.ndarray], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """8-bit (H, W, 3) arrays as one normalised (B, 3, H, W) float tensor (scaled and
+    normalised once for the batch)."""
+    batch = torch.from_numpy(numpy.stack(pixels)).permute(0, 3, 1, 2).float()
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
     std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
     return (batch - mean_t) / std_t
+
+
+def to_tensor(images: Sequence[Image.Image], size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """A normalised (B, 3, size, size) float tensor."""
+    return normalise([square_pixels(img, size) for img in images], mean, std)

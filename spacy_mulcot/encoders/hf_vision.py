@@ -1,12 +1,12 @@
 """Any Hugging Face vision backbone (CLIP / SigLIP / ViT vision towers, …) as an
 image encoder, by hub name or local path."""
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
 from PIL import Image
 
-from .base import ImageEncoder, to_tensor
+from .base import ImageEncoder, normalise, square_pixels
 
 
 class HFVisionEncoder(ImageEncoder):
@@ -56,10 +56,14 @@ class HFVisionEncoder(ImageEncoder):
         except (OSError, ValueError, KeyError):
             self.processor = None
 
-    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+    def prepare(self, image: Image.Image):
+        # The checkpoint's own processor works on whole batches of PIL images.
+        return image if self.processor is not None else square_pixels(image, self.image_size)
+
+    def preprocess(self, prepared) -> torch.Tensor:
         if self.processor is not None:
-            return self.processor(images=list(images), return_tensors="pt")["pixel_values"]
-        return to_tensor(images, self.image_size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+            return self.processor(images=list(prepared), return_tensors="pt")["pixel_values"]
+        return normalise(prepared, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
     def forward(self, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         out = self.model(pixel_values=pixels)

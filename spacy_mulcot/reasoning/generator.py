@@ -233,7 +233,14 @@ class ReasoningGenerator(nn.Module):
         decoding on this CPU; the fp32 weights stay the ones that train)."""
         if dtype is None or getattr(torch, dtype) == self.lm.dtype:
             return self.lm
-        return copy.deepcopy(self.lm).to(getattr(torch, dtype)).eval()
+        # One copy per dtype, made again only when the weights have changed since
+        # (training steps bump the parameters' version counters): not one per batch.
+        version = sum(p._version for p in self.lm.parameters())
+        cached = self.__dict__.setdefault("_inference_copies", {}).get(dtype)
+        if cached is None or cached[0] != version:
+            cached = (version, copy.deepcopy(self.lm).to(getattr(torch, dtype)).eval())
+            self.__dict__["_inference_copies"][dtype] = cached
+        return cached[1]
 
     # ---- generation -------------------------------------------------------
 

@@ -134,3 +134,22 @@ def test_force_prediction_on_the_shared_chains(twitter15):
     for record in json.loads(path.read_text())[:300]:
         for label in ("POS", "NEU", "NEG"):
             assert parse_chain(force_prediction(record["cot"], label)).prediction == label
+
+
+def test_the_bf16_copy_is_made_once_and_again_after_the_weights_change(tokenizer):
+    gen = tiny_generator(tokenizer)
+    first = gen.lm_for_inference("bfloat16")
+    assert first is not gen.lm and next(first.parameters()).dtype == torch.bfloat16
+    assert gen.lm_for_inference("bfloat16") is first  # not a new copy per batch
+    assert gen.lm_for_inference("float32") is gen.lm
+    assert not any(k.startswith("_inference") for k in gen.state_dict())  # never saved
+    optimizer = torch.optim.SGD(gen.parameters(), lr=0.1)
+    loss = gen.loss([build_prompt(tokenizer, "Loving the new Tesla", "Tesla")], CHAINS[:1], gen.prefix(
+        torch.randn(1, 9, 16), torch.tensor([True])
+    ))  # fmt: skip
+    loss.backward()
+    optimizer.step()
+    second = gen.lm_for_inference("bfloat16")
+    assert second is not first
+    weight = next(gen.lm.parameters())
+    torch.testing.assert_close(next(second.parameters()), weight.to(torch.bfloat16))
