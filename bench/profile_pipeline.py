@@ -89,6 +89,8 @@ def instrument(nlp, timer: StageTimer) -> None:
         timer.wrap(ImageRef, "load", "image read + decode")
         timer.wrap_property(ImageRef, "key", "image read + decode")  # it read and hashed the file
     encoder = nlp.get_pipe("mulcot_image").encoder
+    if hasattr(encoder, "prepare"):  # resizing moved out of preprocess (into the decode threads)
+        timer.wrap(encoder, "prepare", "image resize + normalise")
     timer.wrap(encoder, "preprocess", "image resize + normalise")
     timer.wrap(encoder, "forward", "image encoder")
     timer.wrap(architectures, "_net_inputs", "mulcot inputs (features, padding, image keys)")

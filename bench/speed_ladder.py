@@ -60,8 +60,7 @@ def load(model: Path, rung: dict):
 
 def measure(nlp, posts, dev: Optional[Path], runs: int, batch_size: int) -> dict:
     quiet = {"mulcot": {"generate_reasoning": False}}
-    for _ in nlp.pipe(posts[:128], batch_size=batch_size, component_cfg=quiet):  # warm-up (and compile)
-        pass
+    throughput(nlp, posts[:128], runs=1, batch_size=batch_size, component_cfg=quiet)  # warm-up (and compile)
     rates = throughput(nlp, posts, runs=runs, batch_size=batch_size, component_cfg=quiet)
     row = {"docs_per_s": round(statistics.median(rates), 1), "runs": [round(r, 1) for r in rates]}
     if dev is not None:

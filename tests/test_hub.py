@@ -43,3 +43,67 @@ def test_smollm2_gguf_is_converted_once_and_loads(tmp_path, monkeypatch):
         out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False)
     text = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
     assert len(text.split()) >= 3  # a real instruction-tuned model answers in words
+
+
+def _split_zip(tmp_path, files, n_parts=3):
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    data = buf.getvalue()
+    step = len(data) // n_parts + 1
+    parts = []
+    for i in range(n_parts):
+        part = tmp_path / f"m.zip.{i + 1:03d}"
+        part.write_bytes(data[i * step : (i + 1) * step])
+        parts.append(part)
+    return parts, data
+
+
+def test_split_zip_is_reassembled_checked_and_unpacked_once(tmp_path):
+    import hashlib
+
+    files = {"m/config.json": b"{}", "m/model.safetensors": bytes(range(256)) * 50, "m/desktop.ini": b"x"}
+    parts, data = _split_zip(tmp_path, files)
+    out = hub.assemble_split_zip(parts, tmp_path / "cache" / "m", hashlib.sha256(data).hexdigest(), "m")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert (out / "model.safetensors").read_bytes() == files["m/model.safetensors"]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["m"]  # no temporary folder left
+    # A piece missing or damaged: refused, nothing left behind.
+    with pytest.raises(OSError, match="SHA-256"):
+        hub.assemble_split_zip(parts[:2], tmp_path / "c2" / "m", hashlib.sha256(data).hexdigest(), "m")
+    assert not any((tmp_path / "c2").iterdir())
+    broken = bytearray(parts[1].read_bytes())
+    broken[5] ^= 0xFF
+    parts[1].write_bytes(bytes(broken))
+    with pytest.raises(OSError, match="corrupt|SHA-256|Bad"):
+        hub.assemble_split_zip(parts, tmp_path / "c3" / "m", None, "m")
+
+
+def test_mpnet_by_name_needs_its_parts(monkeypatch, tmp_path):
+    from importlib import metadata
+
+    monkeypatch.setenv("MULCOT_CACHE", str(tmp_path))
+    try:
+        metadata.distribution(hub.MPNET_PARTS[0])
+    except metadata.PackageNotFoundError:
+        with pytest.raises(OSError, match=r"spacy-mulcot\[mpnet\]"):
+            hub.resolve_model_path("all-mpnet-base-v2")
+        return
+    # The parts are installed: the real model loads by name, offline, and embeds.
+    from transformers import AutoModel, AutoTokenizer
+
+    path = hub.resolve_model_path("all-mpnet-base-v2")
+    model = AutoModel.from_pretrained(path).eval()
+    tokens = AutoTokenizer.from_pretrained(path)(
+        ["a cat", "a kitten", "stock market crash"], return_tensors="pt", padding=True
+    )
+    import torch
+
+    with torch.inference_mode():
+        vectors = torch.nn.functional.normalize(model(**tokens).last_hidden_state.mean(1), dim=-1)
+    assert model.config.hidden_size == 768 and sum(p.numel() for p in model.parameters()) > 100e6
+    assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2])
