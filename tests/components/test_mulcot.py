@@ -17,6 +17,9 @@ TRANSFORMER = {
         "@architectures": "mulcot.TransformerModel.v1",
         "name": "all-MiniLM-L6-v2",
         "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 128, "stride": 96},
+        # fp32: batched == one-by-one to the last printed digit (bf16 rounding depends on the
+        # padding, ~1e-5 here); the bf16 path has its own tests (test_mulcot_speed_paths.py).
+        "inference_dtype": "float32",
     }
 }
 
