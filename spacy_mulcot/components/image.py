@@ -73,7 +73,7 @@ class ImageFeaturizer(Pipe):
         the doc and the file; "skip" logs it, leaves the features None and counts it
         in ``n_skipped``.
     cache_size: how many encoded images (by content hash) to keep for reuse.
-    decode_threads: threads that read and decode the next batch's images while this
+    decode_threads: threads that read, decode and resize the next batch's images while this
         one is encoded (0: decode inline).
     """
 
@@ -97,7 +97,7 @@ class ImageFeaturizer(Pipe):
                 f"got {type(encoder).__name__}"
             )
         register_extensions()
-        workers.install()  # nlp.pipe(n_process=N): a thread pool per worker, images sent back
+        workers.install()  # nlp.pipe(n_process=N): each forked worker gets its own torch threads
         self.vocab = vocab
         self.name = name
         self.encoder = encoder
