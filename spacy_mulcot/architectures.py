@@ -247,6 +247,7 @@ def generate_reasoning(
     max_new_tokens: int = 320,
     greedy: bool = True,
     temperature: float = 1.0,
+    decoder: str = "auto",
 ) -> List[str]:
     """One chain per item of ``inputs.items`` (their ``label``: the classifier's
     decision, named in the prompt when the generator was built with
@@ -268,6 +269,7 @@ def generate_reasoning(
         max_new_tokens=max_new_tokens,
         greedy=greedy,
         temperature=temperature,
+        decoder=decoder,
     )
 
 

@@ -31,7 +31,7 @@ from ..distill.loss import distill_rows
 from ..doc_model import ASPECTS_KEY
 from ..labels import POLARITIES
 from ..reasoning import force_prediction
-from ..reasoning.generator import generator_from_folder
+from ..reasoning.generator import DECODERS, generator_from_folder
 from ..scorer import DEFAULT_SCORE_WEIGHTS, score_mulcot
 
 REASONING_TARGETS = ("aspects", "post", "both")
@@ -43,6 +43,7 @@ _CONFIG_SETTINGS = (
     "max_new_tokens",
     "generation_batch_size",
     "generation_dtype",
+    "generation_decoder",
     "generation_temperature",
     "guarantee_label",
 )
@@ -99,6 +100,7 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
         "max_new_tokens": 320,
         "generation_batch_size": 16,
         "generation_dtype": "bfloat16",
+        "generation_decoder": "auto",
         "generation_temperature": 0.0,
         "guarantee_label": False,
         "distill_weight": 0.0,
@@ -123,6 +125,7 @@ def make_mulcot(
     max_new_tokens: int,
     generation_batch_size: int,
     generation_dtype: Optional[str],
+    generation_decoder: str,
     generation_temperature: float,
     guarantee_label: bool,
     distill_weight: float,
@@ -148,6 +151,10 @@ def make_mulcot(
     max_new_tokens / generation_batch_size / generation_dtype: greedy decoding limits,
         chains decoded together, and the LM copy's type ("bfloat16": ~2x faster on CPU;
         null or "float32": the trained weights as they are).
+    generation_decoder: "auto" decodes Llama/Qwen2 LMs (SmolLM2 included) with the
+        project's continuous-batching decoder (a preallocated KV cache; a finished
+        chain's row takes the next prompt), other LMs with transformers' ``generate``;
+        "generate" always uses ``generate`` (sub-batches of similar prompt length).
     guarantee_label: rewrite each chain's ``Prediction`` to the classifier's label, so
         chain and classifier always agree.
     distill_weight / distill_temperature: λ and T of MulCoT-RD's distillation loss,
@@ -161,6 +168,8 @@ def make_mulcot(
         raise ValueError(f"distill_temperature must be positive, got {distill_temperature}")
     if reasoning_targets not in REASONING_TARGETS:
         raise ValueError(f"reasoning_targets must be one of {REASONING_TARGETS}, got {reasoning_targets!r}")
+    if generation_decoder not in DECODERS:
+        raise ValueError(f"generation_decoder must be one of {DECODERS}, got {generation_decoder!r}")
     return Mulcot(
         nlp.vocab,
         model,
@@ -177,6 +186,7 @@ def make_mulcot(
         max_new_tokens=max_new_tokens,
         generation_batch_size=generation_batch_size,
         generation_dtype=generation_dtype,
+        generation_decoder=generation_decoder,
         generation_temperature=generation_temperature,
         guarantee_label=guarantee_label,
         distill_weight=distill_weight,
@@ -219,6 +229,7 @@ class Mulcot(TrainablePipe):
         max_new_tokens: int = 320,
         generation_batch_size: int = 16,
         generation_dtype: Optional[str] = "bfloat16",
+        generation_decoder: str = "auto",
         generation_temperature: float = 0.0,
         guarantee_label: bool = False,
         distill_weight: float = 0.0,
@@ -245,6 +256,7 @@ class Mulcot(TrainablePipe):
             "max_new_tokens": max_new_tokens,
             "generation_batch_size": generation_batch_size,
             "generation_dtype": generation_dtype,
+            "generation_decoder": generation_decoder,
             "generation_temperature": generation_temperature,
             "guarantee_label": guarantee_label,
             "distill_weight": distill_weight,
@@ -283,7 +295,8 @@ class Mulcot(TrainablePipe):
     def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128, **settings):
         """As TrainablePipe.pipe; ``settings`` (any of ``generate_reasoning``,
         ``reasoning_targets``, ``max_new_tokens``, ``generation_batch_size``,
-        ``generation_dtype``, ``generation_temperature``, ``guarantee_label``) override
+        ``generation_dtype``, ``generation_decoder``, ``generation_temperature``,
+        ``guarantee_label``) override
         the config for this call, e.g. ``nlp.pipe(texts, component_cfg={"mulcot":
         {"generate_reasoning": True}})``."""
         error_handler = self.get_error_handler()
@@ -307,6 +320,8 @@ class Mulcot(TrainablePipe):
             raise ValueError(
                 f"reasoning_targets must be one of {REASONING_TARGETS}, got {settings['reasoning_targets']!r}"
             )
+        if settings["generation_decoder"] not in DECODERS:
+            raise ValueError(f"generation_decoder must be one of {DECODERS}, got {settings['generation_decoder']!r}")
         return settings
 
     @property
@@ -419,6 +434,7 @@ class Mulcot(TrainablePipe):
             ModelInput(docs, prediction.spans, items),
             batch_size=settings["generation_batch_size"],
             dtype=settings["generation_dtype"],
+            decoder=settings["generation_decoder"],
             max_new_tokens=settings["max_new_tokens"],
             greedy=temperature <= 0.0,
             temperature=max(temperature, 1e-5),

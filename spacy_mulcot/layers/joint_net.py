@@ -4,7 +4,7 @@ optionally, write a reasoning chain per aspect (or post) with a generator that r
 the image regions and the classifier's hidden vector for that aspect, so the
 reasoning loss trains the fused representation too (MulCoT-RD's joint objective)."""
 
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 import torch
 from torch import nn
@@ -97,21 +97,15 @@ class JointSentimentNet(nn.Module):
         dtype: Optional[str] = None,
         **generate_kwargs,
     ) -> List[str]:
-        """Write one chain per item of ``reasoning``, in sub-batches of prompts of
-        similar length; ``dtype`` decodes with a copy of the LM in that type."""
+        """Write one chain per item of ``reasoning``, ``batch_size`` decoding side by side
+        (see ``ReasoningGenerator.generate_all``); ``dtype`` decodes with a copy of the
+        LM in that type."""
         generator = self._generator()
         self.eval()
         with torch.inference_mode():
             prefix = self.prefix(batch, self.classify(tokens, batch), reasoning)
             lm = generator.lm_for_inference(dtype)
-            prompts = reasoning.prompts
-            order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-            chains: Dict[int, str] = {}
-            for start in range(0, len(order), batch_size):
-                part = order[start : start + batch_size]
-                out = generator.generate([prompts[i] for i in part], prefix[part], lm=lm, **generate_kwargs)
-                chains.update(zip(part, out))
-        return [chains[i] for i in range(len(prompts))]
+            return generator.generate_all(reasoning.prompts, prefix, batch_size=batch_size, lm=lm, **generate_kwargs)
 
     def chain_topk(self, tokens: torch.Tensor, batch: NetBatch, reasoning: Optional[ReasoningBatch], k: int = 8):
         """The span logits and, per chain item, the top-k next-token logits along the

@@ -19,12 +19,15 @@ from torch import nn
 from ..chains import _HEADER, SECTIONS
 from ..distill.loss import kd_kl, mix
 from ..labels import POLARITIES
+from . import decoding
 from .lm import adapt, check_settings, keep_layers, lm_from_config, load_lm  # noqa: F401  (keep_layers: re-exported)
 
 SYSTEM = (
     "You analyse the sentiment of social-media posts toward an aspect, using the text "
     "and the image. Answer with the sections " + ", ".join(SECTIONS) + "."
 )
+#: How chains are decoded: "auto" (FastDecoder where the LM allows) or "generate".
+DECODERS = ("auto", "generate")
 _WORDS = {"POS": "positive", "NEU": "neutral", "NEG": "negative"}
 _POLARITY = re.compile(r"(?i)\b(positive|neutral|negative)\b")
 
@@ -235,14 +238,83 @@ class ReasoningGenerator(nn.Module):
             return self.lm
         # One copy per dtype, made again only when the weights have changed since
         # (training steps bump the parameters' version counters): not one per batch.
-        version = sum(p._version for p in self.lm.parameters())
+        version = _weights_version(self.lm)
         cached = self.__dict__.setdefault("_inference_copies", {}).get(dtype)
         if cached is None or cached[0] != version:
             cached = (version, copy.deepcopy(self.lm).to(getattr(torch, dtype)).eval())
             self.__dict__["_inference_copies"][dtype] = cached
         return cached[1]
 
+    def decoder_for(self, lm: nn.Module):
+        """A :class:`~.decoding.FastDecoder` over ``lm``'s weights, or None where the LM
+        is not one it decodes; kept until the weights change, as the bf16 copy."""
+        if not decoding.supports(lm):
+            return None
+        version = _weights_version(lm)
+        cache = self.__dict__.setdefault("_decoders", {})
+        cached = cache.get(id(lm))
+        if cached is None or cached[0] is not lm or cached[1] != version:
+            cache.clear()  # one at a time: each holds fused copies of the weights
+            cached = (lm, version, decoding.FastDecoder(lm))
+            cache[id(lm)] = cached
+        return cached[2]
+
     # ---- generation -------------------------------------------------------
+
+    def generate_all(
+        self,
+        prompts: Sequence[str],
+        prefix: torch.Tensor,
+        batch_size: int = 16,
+        lm: Optional[nn.Module] = None,
+        decoder: str = "auto",
+        max_new_tokens: int = 256,
+        greedy: bool = True,
+        temperature: float = 1.0,
+        min_new_tokens: Optional[int] = None,
+    ) -> List[str]:
+        """Chains for any number of prompts, ``batch_size`` decoding side by side.
+
+        decoder "auto": continuous batching with :class:`~.decoding.FastDecoder` where
+        the LM is a Llama/Qwen2 causal LM (a finished chain's row takes the next
+        prompt); otherwise, or with "generate", transformers' ``generate`` on
+        sub-batches of prompts of similar length."""
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+        lm = self.lm if lm is None else lm
+        fast = self.decoder_for(lm) if decoder == "auto" else None
+        if fast is None:
+            order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+            chains = {}
+            for start in range(0, len(order), batch_size):
+                part = order[start : start + batch_size]
+                out = self.generate(
+                    [prompts[i] for i in part], prefix[part], max_new_tokens=max_new_tokens, greedy=greedy,
+                    temperature=temperature, min_new_tokens=min_new_tokens, lm=lm,
+                )
+                chains.update(zip(part, out))
+            return [chains[i] for i in range(len(prompts))]
+        tok = self.tokenizer
+        table = lm.get_input_embeddings()
+        with torch.inference_mode():
+            embeds = [
+                torch.cat([prefix[i].to(lm.dtype), table(torch.tensor(tok(p, add_special_tokens=False)["input_ids"],
+                                                                       device=prefix.device))])
+                for i, p in enumerate(prompts)
+            ]
+        stops = self._stops(lm)
+        ids = fast.decode(
+            embeds, max_new_tokens, stops=stops, slots=batch_size, min_new_tokens=min_new_tokens,
+            greedy=greedy, temperature=temperature,
+        )
+        return [tok.decode(row, skip_special_tokens=True).strip() for row in ids]
+
+    def _stops(self, lm: nn.Module) -> List[int]:
+        # Chains were trained to end with the tokenizer's EOS, which need not be the LM
+        # config's (SmolLM2's GGUF tokenizer says <|im_start|>, its config <|im_end|>): stop at either.
+        configured = getattr(lm.generation_config, "eos_token_id", None)
+        configured = configured if isinstance(configured, (list, tuple)) else [configured]
+        return sorted({i for i in [self.tokenizer.eos_token_id, *configured] if i is not None})
 
     def generate(
         self,
@@ -279,11 +351,7 @@ class ReasoningGenerator(nn.Module):
             )
         embeds = torch.stack(parts)
         mask = torch.stack(masks)
-        # Chains were trained to end with the tokenizer's EOS, which need not be the LM
-        # config's (SmolLM2's GGUF tokenizer says <|im_start|>, its config <|im_end|>): stop at either.
-        configured = getattr(lm.generation_config, "eos_token_id", None)
-        configured = configured if isinstance(configured, (list, tuple)) else [configured]
-        stops = sorted({i for i in [tok.eos_token_id, *configured] if i is not None})
+        stops = self._stops(lm)
         with torch.inference_mode():
             out = lm.generate(
                 inputs_embeds=embeds,
@@ -299,6 +367,13 @@ class ReasoningGenerator(nn.Module):
                 use_cache=True,
             )
         return [tok.decode(_until(row.tolist(), stops), skip_special_tokens=True).strip() for row in out]
+
+
+def _weights_version(module: nn.Module) -> int:
+    """A number that changes when any parameter is updated in place (training steps
+    bump the version counters). Inference tensors (a copy made under
+    ``torch.inference_mode``) carry none: such a copy is replaced whole, never trained."""
+    return sum(0 if p.is_inference() else p._version for p in module.parameters())
 
 
 def _until(ids: List[int], stops: Sequence[int]) -> List[int]:
@@ -328,7 +403,7 @@ class PendingGenerator(nn.Module):
             "model name or an existing folder (pipelines saved with spacy-mulcot carry their own copy)."
         )
 
-    prefix = loss = generate = chain_topk = lm_for_inference = _fail
+    prefix = loss = generate = generate_all = chain_topk = lm_for_inference = _fail
 
     @property
     def tokenizer(self):

@@ -100,7 +100,7 @@ def test_generation_off_skips_the_generator(trained, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the generator ran")
 
-    monkeypatch.setattr(generator, "generate", fail)
+    monkeypatch.setattr(generator, "generate_all", fail)
     docs = list(nlp.pipe(fresh(nlp, gold), component_cfg={"mulcot": {"generate_reasoning": False}}))
     assert all(s._.reasoning is None for d in docs for s in d.spans["aspects"])
     assert all(d._.reasoning is None for d in docs)
@@ -116,7 +116,7 @@ def test_guarantee_rewrites_the_prediction_to_the_classifier_label(trained, monk
 
     generator = generator_of(nlp.get_pipe("mulcot").model)
     # A generator that always disagrees with the classifier (which says POS, NEG).
-    monkeypatch.setattr(generator, "generate", lambda prompts, *a, **k: ['"Prediction": neutral'] * len(prompts))
+    monkeypatch.setattr(generator, "generate_all", lambda prompts, *a, **k: ['"Prediction": neutral'] * len(prompts))
     free = list(nlp.pipe(fresh(nlp, gold)))
     assert [parse_chain(s._.reasoning).prediction for d in free for s in d.spans["aspects"]] == ["NEU", "NEU"]
     forced = list(nlp.pipe(fresh(nlp, gold), component_cfg={"mulcot": {"guarantee_label": True}}))
@@ -190,7 +190,7 @@ def test_label_in_prompt_names_the_decision_to_explain(trained, monkeypatch):
     assert len(seen) == 3  # two aspects and the post
 
     asked = []
-    monkeypatch.setattr(generator, "generate", lambda prompts, *a, **k: asked.extend(prompts) or ["x"] * len(prompts))
+    monkeypatch.setattr(generator, "generate_all", lambda prompts, *a, **k: asked.extend(prompts) or ["x"] * len(prompts))
     docs = list(nlp.pipe(fresh(nlp, gold)))
     decisions = [s.label_ for d in docs for s in d.spans["aspects"]] + [max(d.cats, key=d.cats.get) for d in docs]
     words = {"POS": "positive", "NEU": "neutral", "NEG": "negative"}
@@ -230,3 +230,18 @@ def test_reasoning_config_builds_the_assistant_and_with_the_workflows_overrides_
     assert net_shim(pipe.model).net.tagger.in_features == hidden
     assert pipe.cfg["distill_weight"] == lam
     assert pipe.cfg["generate_reasoning"] is False  # off while training; on per call
+
+
+def test_both_decoders_write_the_trained_chains_and_a_bad_one_is_refused(trained):
+    nlp, gold, _, _ = trained
+
+    def chains(decoder):
+        cfg = {"mulcot": {"generation_decoder": decoder, "generation_batch_size": 1, "generation_dtype": None}}
+        docs = list(nlp.pipe(fresh(nlp, gold), component_cfg=cfg))
+        return [s._.reasoning for d in docs for s in d.spans["aspects"]] + [d._.reasoning for d in docs]
+
+    fast = chains("auto")
+    assert fast[:2] == [CHAINS["Tesla"], CHAINS["Boston"]]
+    assert fast == chains("generate")
+    with pytest.raises(ValueError, match="generation_decoder must be one of"):
+        chains("fast")
