@@ -1,9 +1,14 @@
 """Chain generation speed of the default generator (SmolLM2-135M-Instruct) inside
-``ReasoningGenerator``: batch sizes, fp32 vs bf16, side by side in one run (ratios
-against the first batch size in fp32).
+``ReasoningGenerator.generate_all`` (what ``mulcot`` calls for a batch's chains):
+decoders, batch sizes and dtypes side by side in one run, ratios against the first.
 
-Greedy decoding, a fixed number of new tokens per chain (EOS ignored) so every setting
-does the same work; tokens/s counts generated tokens. Median of ``--runs``.
+A setting is ``DECODER:BATCH`` — ``generate`` (transformers' ``generate`` on
+sub-batches of similar prompt length: the code before the continuous-batching
+decoder) or ``auto`` (the project's decoder, ``BATCH`` rows decoding side by side).
+Real pipeline prompts (post text and aspect, 4 image prefix tokens + the condition
+token), greedy decoding, a fixed number of new tokens per chain (stops suppressed
+until then) so every setting does the same work; tokens/s counts generated tokens
+and includes the prompts' prefill. Median of ``--runs``, settings interleaved.
 
     python bench/generation_speed.py corpus/twitter2015/sentence/test.spacy --output metrics/generation_speed.json
 """
@@ -27,10 +32,13 @@ from spacy_mulcot.reasoning import ReasoningGenerator, build_prompt
 
 def main(
     corpus: Path = typer.Argument(..., help=".spacy corpus (post texts and aspects)"),
-    n_docs: int = typer.Option(16, help="Chains per run"),
-    new_tokens: int = typer.Option(64, help="Tokens generated per chain"),
+    n_docs: int = typer.Option(64, help="Chains per run"),
+    new_tokens: int = typer.Option(256, help="Tokens generated per chain (teacher chains: median 266)"),
     runs: int = typer.Option(3, help="Runs per setting (median)"),
-    batches: str = typer.Option("1,8,16", help="Batch sizes to compare (comma-separated; the first is the base)"),
+    settings: str = typer.Option(
+        "generate:16,generate:64,auto:16,auto:64", help="DECODER:BATCH settings, comma-separated; the first is the base"
+    ),
+    dtypes: str = typer.Option("bfloat16", help="LM dtypes (comma-separated: bfloat16, float32)"),
     output: Optional[Path] = typer.Option(None, help="JSON file for the figures"),
 ):
     nlp = spacy.blank("en")
@@ -41,44 +49,48 @@ def main(
         build_prompt(tokenizer, d.text, d.spans["aspects"][0].text if len(d.spans.get("aspects", [])) else None)
         for d in docs
     ]
-    sizes = [int(b) for b in batches.split(",")]
+    grid = [(decoder, int(batch)) for decoder, batch in (s.split(":") for s in settings.split(","))]
+    torch.manual_seed(0)
     regions = torch.randn(len(docs), 49, 1280)
+    condition = torch.randn(len(docs), 256)
     has_image = torch.ones(len(docs), dtype=torch.bool)
-    results = []
-    gens = {}
-    for dtype in ("fp32", "bf16"):
-        lm = AutoModelForCausalLM.from_pretrained(
-            path, torch_dtype=torch.float32 if dtype == "fp32" else torch.bfloat16
-        ).eval()
-        lm.generation_config.eos_token_id = None  # fixed length: same work in every setting
-        gen = ReasoningGenerator(lm, tokenizer).eval()
-        gen.image_proj.to(lm.dtype)
-        gens[dtype] = gen
+    lm = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32).eval()
+    gen = ReasoningGenerator(lm, tokenizer, condition_width=256).eval()
+    with torch.inference_mode():
+        prefix = gen.prefix(regions, has_image, condition)
+    copies = {dtype: gen.lm_for_inference(dtype) for dtype in dtypes.split(",")}
+    results, outputs = [], {}
     for run in range(runs):
-        for dtype, gen in gens.items():
-            for batch in sizes:
+        for dtype, copy in copies.items():
+            for decoder, batch in grid:
                 start = time.perf_counter()
-                with torch.inference_mode():
-                    for i in range(0, len(docs), batch):
-                        prefix = gen.prefix(regions[i : i + batch].to(gen.lm.dtype), has_image[i : i + batch])
-                        gen.generate(
-                            prompts[i : i + batch], prefix, max_new_tokens=new_tokens, min_new_tokens=new_tokens
-                        )
-                seconds = time.perf_counter() - start
-                results.append({"dtype": dtype, "batch": batch, "run": run, "seconds": seconds})
-                typer.echo(
-                    f"run {run + 1} {dtype} batch {batch}: {len(docs) * new_tokens / seconds:.1f} tokens/s", err=True
+                chains = gen.generate_all(
+                    prompts, prefix, batch_size=batch, lm=copy, decoder=decoder,
+                    max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                 )
-    table = []
-    base = None
-    for dtype in gens:
-        for batch in sizes:
-            secs = statistics.median(r["seconds"] for r in results if r["dtype"] == dtype and r["batch"] == batch)
+                seconds = time.perf_counter() - start
+                outputs[(dtype, decoder, batch)] = chains
+                results.append({"dtype": dtype, "decoder": decoder, "batch": batch, "run": run, "seconds": seconds})
+                typer.echo(
+                    f"run {run + 1} {dtype} {decoder}:{batch}: {len(docs) * new_tokens / seconds:.1f} tokens/s",
+                    err=True,
+                )
+    table, base = [], None
+    for dtype in copies:
+        reference = outputs[(dtype, *grid[0])]
+        for decoder, batch in grid:
+            secs = statistics.median(
+                r["seconds"] for r in results if (r["dtype"], r["decoder"], r["batch"]) == (dtype, decoder, batch)
+            )
+            chains = outputs[(dtype, decoder, batch)]
             row = {
                 "dtype": dtype,
+                "decoder": decoder,
                 "batch": batch,
                 "tokens_per_s": round(len(docs) * new_tokens / secs, 1),
-                "docs_per_s": round(len(docs) / secs, 2),
+                "seconds": round(secs, 2),
+                # bf16 rounding differs between decoders and batch shapes: how many chains match the base's.
+                "chains_equal_to_base": sum(a == b for a, b in zip(chains, reference)),
             }
             base = base or row["tokens_per_s"]
             row["ratio_vs_first"] = round(row["tokens_per_s"] / base, 2)

@@ -242,7 +242,7 @@ def _reasoning_batch(model: Model, inputs: ModelInput) -> ReasoningBatch:
 def generate_reasoning(
     model: Model,
     inputs: ModelInput,
-    batch_size: int = 16,
+    batch_size: int = 64,
     dtype: Optional[str] = "bfloat16",
     max_new_tokens: int = 320,
     greedy: bool = True,

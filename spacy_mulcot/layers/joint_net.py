@@ -93,7 +93,7 @@ class JointSentimentNet(nn.Module):
         tokens: torch.Tensor,
         batch: NetBatch,
         reasoning: ReasoningBatch,
-        batch_size: int = 16,
+        batch_size: int = 64,
         dtype: Optional[str] = None,
         **generate_kwargs,
     ) -> List[str]:

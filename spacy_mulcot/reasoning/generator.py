@@ -265,7 +265,7 @@ class ReasoningGenerator(nn.Module):
         self,
         prompts: Sequence[str],
         prefix: torch.Tensor,
-        batch_size: int = 16,
+        batch_size: int = 64,
         lm: Optional[nn.Module] = None,
         decoder: str = "auto",
         max_new_tokens: int = 256,
