@@ -65,8 +65,13 @@ def main(
             for decoder, batch in grid:
                 start = time.perf_counter()
                 chains = gen.generate_all(
-                    prompts, prefix, batch_size=batch, lm=copy, decoder=decoder,
-                    max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                    prompts,
+                    prefix,
+                    batch_size=batch,
+                    lm=copy,
+                    decoder=decoder,
+                    max_new_tokens=new_tokens,
+                    min_new_tokens=new_tokens,
                 )
                 seconds = time.perf_counter() - start
                 outputs[(dtype, decoder, batch)] = chains

@@ -99,8 +99,10 @@ class FastDecoder:
         qkv_bias = None
         if any(b is not None for b in biases):
             qkv_bias = torch.cat(
-                [b if b is not None else p.weight.new_zeros(p.out_features) for b, p in
-                 zip(biases, (att.q_proj, att.k_proj, att.v_proj))]
+                [
+                    b if b is not None else p.weight.new_zeros(p.out_features)
+                    for b, p in zip(biases, (att.q_proj, att.k_proj, att.v_proj))
+                ]
             )
         if att.o_proj.bias is not None:
             raise TypeError("an output projection with a bias is not a Llama layer")
@@ -189,7 +191,10 @@ class FastDecoder:
         shape = (slots, self.n_kv, capacity, self.head_dim)
         caches = [
             # Zeros, not empty: masked positions still meet the values (0 · NaN is NaN).
-            (torch.zeros(shape, dtype=self.dtype, device=self.device), torch.zeros(shape, dtype=self.dtype, device=self.device))
+            (
+                torch.zeros(shape, dtype=self.dtype, device=self.device),
+                torch.zeros(shape, dtype=self.dtype, device=self.device),
+            )
             for _ in self.layers
         ]
         stop_ids = torch.tensor(sorted(set(stops)), dtype=torch.long, device=self.device)

@@ -289,8 +289,13 @@ class ReasoningGenerator(nn.Module):
             for start in range(0, len(order), batch_size):
                 part = order[start : start + batch_size]
                 out = self.generate(
-                    [prompts[i] for i in part], prefix[part], max_new_tokens=max_new_tokens, greedy=greedy,
-                    temperature=temperature, min_new_tokens=min_new_tokens, lm=lm,
+                    [prompts[i] for i in part],
+                    prefix[part],
+                    max_new_tokens=max_new_tokens,
+                    greedy=greedy,
+                    temperature=temperature,
+                    min_new_tokens=min_new_tokens,
+                    lm=lm,
                 )
                 chains.update(zip(part, out))
             return [chains[i] for i in range(len(prompts))]
@@ -298,14 +303,23 @@ class ReasoningGenerator(nn.Module):
         table = lm.get_input_embeddings()
         with torch.inference_mode():
             embeds = [
-                torch.cat([prefix[i].to(lm.dtype), table(torch.tensor(tok(p, add_special_tokens=False)["input_ids"],
-                                                                       device=prefix.device))])
+                torch.cat(
+                    [
+                        prefix[i].to(lm.dtype),
+                        table(torch.tensor(tok(p, add_special_tokens=False)["input_ids"], device=prefix.device)),
+                    ]
+                )
                 for i, p in enumerate(prompts)
             ]
         stops = self._stops(lm)
         ids = fast.decode(
-            embeds, max_new_tokens, stops=stops, slots=batch_size, min_new_tokens=min_new_tokens,
-            greedy=greedy, temperature=temperature,
+            embeds,
+            max_new_tokens,
+            stops=stops,
+            slots=batch_size,
+            min_new_tokens=min_new_tokens,
+            greedy=greedy,
+            temperature=temperature,
         )
         return [tok.decode(row, skip_special_tokens=True).strip() for row in ids]
 

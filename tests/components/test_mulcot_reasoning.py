@@ -190,7 +190,9 @@ def test_label_in_prompt_names_the_decision_to_explain(trained, monkeypatch):
     assert len(seen) == 3  # two aspects and the post
 
     asked = []
-    monkeypatch.setattr(generator, "generate_all", lambda prompts, *a, **k: asked.extend(prompts) or ["x"] * len(prompts))
+    monkeypatch.setattr(
+        generator, "generate_all", lambda prompts, *a, **k: asked.extend(prompts) or ["x"] * len(prompts)
+    )
     docs = list(nlp.pipe(fresh(nlp, gold)))
     decisions = [s.label_ for d in docs for s in d.spans["aspects"]] + [max(d.cats, key=d.cats.get) for d in docs]
     words = {"POS": "positive", "NEU": "neutral", "NEG": "negative"}

@@ -88,7 +88,12 @@ def test_stops_and_min_new_tokens_as_generate(tokenizer):
     gen = tiny(tokenizer)
     prompts, prefix = prompts_and_prefix(gen, 4)
     embeds = [
-        torch.cat([prefix[i], gen.lm.get_input_embeddings()(torch.tensor(tokenizer(p, add_special_tokens=False)["input_ids"]))])
+        torch.cat(
+            [
+                prefix[i],
+                gen.lm.get_input_embeddings()(torch.tensor(tokenizer(p, add_special_tokens=False)["input_ids"])),
+            ]
+        )
         for i, p in enumerate(prompts)
     ]
     decoder = FastDecoder(gen.lm)
@@ -107,14 +112,19 @@ def test_stops_and_min_new_tokens_as_generate(tokenizer):
     gen.lm.generation_config.eos_token_id = stops
     with torch.inference_mode():
         ours = gen.generate_all(prompts, prefix, batch_size=2, max_new_tokens=12, min_new_tokens=6)
-        theirs = gen.generate_all(prompts, prefix, batch_size=2, max_new_tokens=12, min_new_tokens=6, decoder="generate")
+        theirs = gen.generate_all(
+            prompts, prefix, batch_size=2, max_new_tokens=12, min_new_tokens=6, decoder="generate"
+        )
     assert ours == theirs
 
 
 def test_sampling_is_seeded_and_differs_from_greedy(tokenizer):
     gen = tiny(tokenizer)
     prompts, prefix = prompts_and_prefix(gen, 3)
-    embeds = [torch.cat([prefix[i], gen.lm.get_input_embeddings()(torch.tensor(tokenizer(p)["input_ids"]))]) for i, p in enumerate(prompts)]
+    embeds = [
+        torch.cat([prefix[i], gen.lm.get_input_embeddings()(torch.tensor(tokenizer(p)["input_ids"]))])
+        for i, p in enumerate(prompts)
+    ]
     decoder = FastDecoder(gen.lm)
 
     def sample(seed):
