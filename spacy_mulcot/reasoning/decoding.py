@@ -59,10 +59,7 @@ class _Layer:
 
 def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     # As transformers' LlamaRMSNorm: the statistic in float32, the product in x's dtype.
-    dtype = x.dtype
-    x32 = x.float()
-    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * x32.to(dtype)
+    return weight * F.rms_norm(x.float(), x.shape[-1:], eps=eps).to(x.dtype)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -136,10 +133,10 @@ class FastDecoder:
         for layer, (k_cache, v_cache) in zip(self.layers, caches):
             x = _rms(h, layer.norm1, layer.eps1)
             qkv = F.linear(x, layer.qkv, layer.qkv_bias)
-            q, k, v = qkv.split([nh * d, nkv * d, nkv * d], dim=-1)
-            q = _rotate(q.view(B, T, nh, d).transpose(1, 2), cos, sin)
-            k = _rotate(k.view(B, T, nkv, d).transpose(1, 2), cos, sin)
-            v = v.view(B, T, nkv, d).transpose(1, 2)
+            # Queries and keys rotate in one pass: heads 0..nh-1 query, the next nkv keys.
+            qk = _rotate(qkv[..., : (nh + nkv) * d].view(B, T, nh + nkv, d).transpose(1, 2), cos, sin)
+            q, k = qk[:, :nh], qk[:, nh:]
+            v = qkv[..., (nh + nkv) * d :].view(B, T, nkv, d).transpose(1, 2)
             if prefill:
                 k_cache[rows, :, :T] = k
                 v_cache[rows, :, :T] = v
