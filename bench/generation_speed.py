@@ -8,7 +8,9 @@ decoder) or ``auto`` (the project's decoder, ``BATCH`` rows decoding side by sid
 Real pipeline prompts (post text and aspect, 4 image prefix tokens + the condition
 token), greedy decoding, a fixed number of new tokens per chain (stops suppressed
 until then) so every setting does the same work; tokens/s counts generated tokens
-and includes the prompts' prefill. Median of ``--runs``, settings interleaved.
+and includes the prompts' prefill. ``--stop-at-eos``: chains end where the LM ends
+them (lengths vary, as in use; what continuous batching is for). Median of
+``--runs``, settings interleaved.
 
     python bench/generation_speed.py corpus/twitter2015/sentence/test.spacy --output metrics/generation_speed.json
 """
@@ -39,6 +41,9 @@ def main(
         "generate:16,generate:64,auto:16,auto:64", help="DECODER:BATCH settings, comma-separated; the first is the base"
     ),
     dtypes: str = typer.Option("bfloat16", help="LM dtypes (comma-separated: bfloat16, float32)"),
+    stop_at_eos: bool = typer.Option(
+        False, help="Chains end at EOS (lengths vary, as in use: tokens/s counts the chains' tokens)"
+    ),
     output: Optional[Path] = typer.Option(None, help="JSON file for the figures"),
 ):
     nlp = spacy.blank("en")
@@ -59,6 +64,10 @@ def main(
     with torch.inference_mode():
         prefix = gen.prefix(regions, has_image, condition)
     copies = {dtype: gen.lm_for_inference(dtype) for dtype in dtypes.split(",")}
+
+    def count(chains):
+        return sum(len(tokenizer(c, add_special_tokens=False)["input_ids"]) + 1 for c in chains)  # + the stop
+
     results, outputs = [], {}
     for run in range(runs):
         for dtype, copy in copies.items():
@@ -71,29 +80,36 @@ def main(
                     lm=copy,
                     decoder=decoder,
                     max_new_tokens=new_tokens,
-                    min_new_tokens=new_tokens,
+                    min_new_tokens=None if stop_at_eos else new_tokens,
                 )
                 seconds = time.perf_counter() - start
                 outputs[(dtype, decoder, batch)] = chains
-                results.append({"dtype": dtype, "decoder": decoder, "batch": batch, "run": run, "seconds": seconds})
-                typer.echo(
-                    f"run {run + 1} {dtype} {decoder}:{batch}: {len(docs) * new_tokens / seconds:.1f} tokens/s",
-                    err=True,
+                tokens = count(chains) if stop_at_eos else len(docs) * new_tokens
+                results.append(
+                    {
+                        "dtype": dtype,
+                        "decoder": decoder,
+                        "batch": batch,
+                        "run": run,
+                        "seconds": seconds,
+                        "tokens": tokens,
+                    }
                 )
+                typer.echo(f"run {run + 1} {dtype} {decoder}:{batch}: {tokens / seconds:.1f} tokens/s", err=True)
     table, base = [], None
     for dtype in copies:
         reference = outputs[(dtype, *grid[0])]
         for decoder, batch in grid:
-            secs = statistics.median(
-                r["seconds"] for r in results if (r["dtype"], r["decoder"], r["batch"]) == (dtype, decoder, batch)
-            )
+            mine = [r for r in results if (r["dtype"], r["decoder"], r["batch"]) == (dtype, decoder, batch)]
+            rate = statistics.median(r["tokens"] / r["seconds"] for r in mine)
             chains = outputs[(dtype, decoder, batch)]
             row = {
                 "dtype": dtype,
                 "decoder": decoder,
                 "batch": batch,
-                "tokens_per_s": round(len(docs) * new_tokens / secs, 1),
-                "seconds": round(secs, 2),
+                "tokens_per_s": round(rate, 1),
+                "seconds": round(statistics.median(r["seconds"] for r in mine), 2),
+                "tokens": mine[-1]["tokens"],
                 # bf16 rounding differs between decoders and batch shapes: how many chains match the base's.
                 "chains_equal_to_base": sum(a == b for a, b in zip(chains, reference)),
             }
@@ -103,6 +119,7 @@ def main(
     report = {
         "n_docs": len(docs),
         "new_tokens": new_tokens,
+        "stop_at_eos": stop_at_eos,
         "runs": runs,
         "table": table,
         "machine": machine(),

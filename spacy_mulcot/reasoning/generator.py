@@ -311,17 +311,22 @@ class ReasoningGenerator(nn.Module):
                 )
                 for i, p in enumerate(prompts)
             ]
-        stops = self._stops(lm)
+        # Shortest prompts first: prefills pad less, and rows decoding side by side sit
+        # at similar positions (attention reads up to the furthest row's position).
+        order = sorted(range(len(embeds)), key=lambda i: embeds[i].shape[0])
         ids = fast.decode(
-            embeds,
+            [embeds[i] for i in order],
             max_new_tokens,
-            stops=stops,
+            stops=self._stops(lm),
             slots=batch_size,
             min_new_tokens=min_new_tokens,
             greedy=greedy,
             temperature=temperature,
         )
-        return [tok.decode(row, skip_special_tokens=True).strip() for row in ids]
+        chains = [""] * len(order)
+        for i, row in zip(order, ids):
+            chains[i] = tok.decode(row, skip_special_tokens=True).strip()
+        return chains
 
     def _stops(self, lm: nn.Module) -> List[int]:
         # Chains were trained to end with the tokenizer's EOS, which need not be the LM
