@@ -222,10 +222,38 @@ class FastDecoder:
             chain.append(token)
             return len(chain) >= max_new_tokens
 
+        #: What the last call did: decode steps, prefill calls, compactions.
+        stats = self.stats = {"steps": 0, "prefills": 0, "compactions": 0}
+
+        def release(row: int) -> None:
+            # A free row still decodes a dummy token at its position: keep it at 0 so
+            # that it does not lengthen everyone's attention.
+            item[row] = -1
+            position[row] = 0
+            last[row] = 0
+
+        def compact(n_live: int) -> int:
+            """Move the live rows beyond the first ``n_live`` into the free rows below,
+            with their caches; returns the new number of rows to decode."""
+            movers = [r for r in range(n_live, slots) if item[r] >= 0]
+            holes = [r for r in range(n_live) if item[r] < 0]
+            src = torch.tensor(movers, device=self.device)
+            dst = torch.tensor(holes, device=self.device)
+            length = int(position[src].max()) + 1
+            for k_cache, v_cache in caches:
+                k_cache[dst, :, :length] = k_cache[src, :, :length]
+                v_cache[dst, :, :length] = v_cache[src, :, :length]
+            position[dst], last[dst] = position[src], last[src]
+            for hole, mover in zip(holes, movers):
+                item[hole] = item[mover]
+                release(mover)
+            stats["compactions"] += 1
+            return n_live
+
         while waiting or live:
             free = [r for r in range(slots) if item[r] < 0]
             # Refill when enough rows are free to make a prefill worth its call (or at the end).
-            if waiting and free and (len(free) >= max(1, slots // 4) or live == 0):
+            if waiting and free and (len(free) >= max(1, slots // 8) or live == 0):
                 take = free[: len(waiting)]
                 new = [waiting.pop() for _ in take]
                 width = max(embeds[i].shape[0] for i in new)
@@ -237,30 +265,36 @@ class FastDecoder:
                 positions = torch.arange(width, device=self.device).expand(len(new), width)
                 rows = torch.tensor(take, device=self.device)
                 h = self._forward(h, positions, caches, rows, prefill=True)
+                stats["prefills"] += 1
                 ends = torch.tensor(lengths, device=self.device) - 1
                 tokens = pick(self._logits(h[torch.arange(len(new)), ends]), [0] * len(new)).tolist()
                 for row, i, token, length in zip(take, new, tokens, lengths):
                     item[row] = i
                     live += 1
                     if finish(row, token):
-                        item[row] = -1
+                        release(row)
                         live -= 1
                     else:
                         position[row] = length
                         last[row] = token
                 continue
-            # One decode step for rows 0..top (free rows inside decode a dummy token).
             top = max(r for r in range(slots) if item[r] >= 0) + 1
+            if not waiting and live <= top * 3 // 4:
+                # The tail: no prompt left to fill the gaps, so move the live rows down
+                # and decode fewer rows.
+                top = compact(live)
+            # One decode step for rows 0..top (free rows inside decode a dummy token).
             rows = torch.arange(top, device=self.device)
             h = F.embedding(last[:top, None], self.embed)
             h = self._forward(h, position[:top, None], caches, rows, prefill=False)
+            stats["steps"] += 1
             counts = [len(outputs[item[r]]) if item[r] >= 0 else 0 for r in range(top)]
             tokens = pick(self._logits(h[:, 0]), counts).tolist()
             for row in range(top):
                 if item[row] < 0:
                     continue
                 if finish(row, tokens[row]):
-                    item[row] = -1
+                    release(row)
                     live -= 1
                 else:
                     position[row] += 1

@@ -105,6 +105,14 @@ def test_stops_and_min_new_tokens_as_generate(tokenizer):
     for ids, full in zip(cut, free):
         first = next(k for k, t in enumerate(full) if t in stops)
         assert ids == full[:first]
+    # All four in at once, the first chain stopped at its second token: the last row
+    # outlives it and is moved down into the freed row (compaction) with its cache,
+    # which must not change any chain.
+    stop = free[0][1]
+    expected = [ids[: ids.index(stop)] if stop in ids else ids for ids in free]
+    assert len(expected[0]) <= 1 < len(expected[3])  # the scenario holds for this seed
+    assert decoder.decode(embeds, 12, stops=[stop], slots=4) == expected
+    assert decoder.stats["compactions"] >= 1 and decoder.stats["prefills"] == 1
     floored = decoder.decode(embeds, 12, stops=stops, slots=2, min_new_tokens=6)
     assert all(len(ids) >= 6 for ids in floored)
     assert all(t not in stops for ids in floored for t in ids)
