@@ -1,7 +1,8 @@
 """Chain decoding for Llama-family LMs (SmolLM2, Llama, Qwen2) without ``generate``'s
 per-step overhead: a preallocated KV cache and continuous batching.
 
-Why: greedy decoding of a 135M LM on a CPU is bound by bookkeeping, not arithmetic.
+Why: greedy decoding of a 135M LM on a CPU is bound by memory traffic and bookkeeping,
+not arithmetic.
 Profiled at batch 64, transformers' ``generate`` spent about 40% of each step copying
 the KV cache (``torch.cat`` into the dynamic cache; grouped-query heads expanded to
 full heads on every step) and left finished rows decoding padding until the longest
@@ -13,7 +14,10 @@ chain of the sub-batch ended. Here:
 - grouped-query attention at decode reads the shared key/value heads directly (a
   query's head group becomes the query axis of one ``scaled_dot_product_attention``);
 - **continuous batching**: a row whose chain ended takes the next waiting prompt
-  (prefilled, its cache written into the freed row), so every step decodes live chains.
+  (prefilled, its cache written into the freed row), so every step decodes live
+  chains; once no prompt waits, live rows move down into freed ones (with their cache)
+  so the tail decodes fewer rows, and a free row sits at position 0 so it never
+  lengthens the others' attention.
 
 The arithmetic is the LM's own (same RMSNorm, rotary embedding module, SiLU MLP):
 in float32 the tokens equal ``generate``'s (tested); in bfloat16 both round
