@@ -250,13 +250,12 @@ class ReasoningGenerator(nn.Module):
         is not one it decodes; kept until the weights change, as the bf16 copy."""
         if not decoding.supports(lm):
             return None
+        # One at a time (each holds fused copies of the weights), for this LM as it is now.
         version = _weights_version(lm)
-        cache = self.__dict__.setdefault("_decoders", {})
-        cached = cache.get(id(lm))
+        cached = self.__dict__.get("_decoder")
         if cached is None or cached[0] is not lm or cached[1] != version:
-            cache.clear()  # one at a time: each holds fused copies of the weights
-            cached = (lm, version, decoding.FastDecoder(lm))
-            cache[id(lm)] = cached
+            self.__dict__.pop("_decoder", None)  # freed before the next one is built
+            cached = self.__dict__["_decoder"] = (lm, version, decoding.FastDecoder(lm))
         return cached[2]
 
     # ---- generation -------------------------------------------------------
