@@ -254,7 +254,7 @@ class ReasoningGenerator(nn.Module):
         version = _weights_version(lm)
         cached = self.__dict__.get("_decoder")
         if cached is None or cached[0] is not lm or cached[1] != version:
-            self.__dict__.pop("_decoder", None)  # freed before the next one is built
+            self.__dict__["_decoder"] = cached = None  # the old one freed before the next is built
             cached = self.__dict__["_decoder"] = (lm, version, decoding.FastDecoder(lm))
         return cached[2]
 
