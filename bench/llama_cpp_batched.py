@@ -1,0 +1,184 @@
+"""The project's chain decoder against llama.cpp decoding the same weights batched.
+
+Both sides decode the same text prompts (real pipeline prompts, tokenized once with
+the HF tokenizer; no image prefix, which llama.cpp's text path cannot take) greedily,
+``--slots`` sequences side by side, a fixed ``--new-tokens`` per chain (no early stop,
+so both do the same work), on the same cores, one after the other, median of ``--runs``.
+
+- ``fast``: :class:`spacy_mulcot.reasoning.decoding.FastDecoder` on SmolLM2-135M in
+  bf16 (the weights as the pipeline holds them: the GGUF's Q4_1 values, dequantized);
+- ``llama.cpp``: llama-cpp-python's low-level API (``llama_decode`` with one sequence
+  id per chain: what ``llama-server --parallel N`` does inside) on the GGUF itself
+  (Q4_1 weights), KV cache f16 or q8_0 (``--kv-types``), flash attention on.
+
+    python bench/llama_cpp_batched.py corpus/twitter2015/sentence/test.spacy --output metrics/llama_cpp_batched.json
+"""
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+import spacy
+import torch
+import typer
+from _report import machine, write_report
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from spacy_mulcot.hub import resolve_model_path, smollm2_gguf_path
+from spacy_mulcot.readers import read_docbin
+from spacy_mulcot.reasoning import build_prompt
+from spacy_mulcot.reasoning.decoding import FastDecoder
+
+_KV = {"f16": 1, "q8_0": 8}  # ggml type ids
+
+
+class LlamaCppBatched:
+    """Greedy batched decoding through llama.cpp's C API: every chain is a sequence
+    of one context (its own KV stream), each step decodes one token per sequence."""
+
+    def __init__(self, gguf: Path, slots: int, n_ctx_per_seq: int, kv: str = "f16", threads: int = 2):
+        import llama_cpp as L
+
+        self.L = L
+        L.llama_backend_init()
+        self.model = L.llama_model_load_from_file(str(gguf).encode(), L.llama_model_default_params())
+        if not self.model:
+            raise OSError(f"llama.cpp could not load {gguf}")
+        self.n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(self.model))
+        params = L.llama_context_default_params()
+        params.n_ctx = slots * n_ctx_per_seq
+        params.n_batch = params.n_ubatch = 512
+        params.n_seq_max = slots
+        params.n_threads = params.n_threads_batch = threads
+        params.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        params.type_k = params.type_v = _KV[kv]
+        params.kv_unified = False  # a KV stream per sequence: a chain attends to its own cells only
+        params.no_perf = True
+        self.ctx = L.llama_init_from_model(self.model, params)
+        if not self.ctx:
+            raise OSError("llama.cpp could not create the context")
+        self.slots = slots
+        self.batch = L.llama_batch_init(512, 0, 1)
+
+    def _decode(self, entries) -> np.ndarray:
+        """entries: (token, position, sequence, wants_logits); returns the logits rows."""
+        b = self.batch
+        for i, (token, pos, seq, out) in enumerate(entries):
+            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = token, pos, 1, out
+            b.seq_id[i][0] = seq
+        b.n_tokens = len(entries)
+        if self.L.llama_decode(self.ctx, b) != 0:
+            raise RuntimeError("llama_decode failed")
+        n_out = sum(1 for e in entries if e[3])
+        ptr = self.L.llama_get_logits(self.ctx)
+        return np.ctypeslib.as_array(ptr, shape=(n_out, self.n_vocab))
+
+    def generate(self, prompts: Sequence[List[int]], new_tokens: int) -> List[List[int]]:
+        L = self.L
+        L.llama_memory_clear(L.llama_get_memory(self.ctx), True)
+        if len(prompts) > self.slots:
+            raise ValueError("one sequence per prompt: pass at most `slots` prompts")
+        last, out = [], [[] for _ in prompts]
+        # Prefill: the prompts' tokens, up to 512 per llama_decode call; logits at each prompt's end.
+        pending = [(t, p, s, p == len(ids) - 1) for s, ids in enumerate(prompts) for p, t in enumerate(ids)]
+        for start in range(0, len(pending), 512):
+            chunk = pending[start : start + 512]
+            logits = self._decode(chunk)
+            last.extend(int(i) for i in logits.argmax(-1))
+        positions = [len(ids) for ids in prompts]
+        for step in range(new_tokens):
+            for s, token in enumerate(last):
+                out[s].append(token)
+            if step == new_tokens - 1:
+                break
+            logits = self._decode([(last[s], positions[s] + step, s, True) for s in range(len(prompts))])
+            last = [int(i) for i in logits.argmax(-1)]
+        return out
+
+    def close(self) -> None:
+        self.L.llama_batch_free(self.batch)
+        self.L.llama_free(self.ctx)
+        self.L.llama_model_free(self.model)
+
+
+def main(
+    corpus: Path = typer.Argument(..., help=".spacy corpus (post texts and aspects)"),
+    slots: int = typer.Option(64, help="Chains decoding side by side (= prompts per run)"),
+    new_tokens: int = typer.Option(256, help="Tokens generated per chain"),
+    runs: int = typer.Option(3, help="Runs per side (median)"),
+    kv_types: str = typer.Option("f16,q8_0", help="llama.cpp KV cache types, comma-separated"),
+    threads: int = typer.Option(2, help="Threads for both sides"),
+    output: Optional[Path] = typer.Option(None, help="JSON file for the figures"),
+):
+    torch.set_num_threads(threads)
+    nlp = spacy.blank("en")
+    docs = [d for _, d in zip(range(slots), read_docbin(corpus, nlp))]
+    path = resolve_model_path("SmolLM2-135M-Instruct")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    prompts = [
+        tokenizer(
+            build_prompt(tokenizer, d.text, d.spans["aspects"][0].text if len(d.spans.get("aspects", [])) else None),
+            add_special_tokens=False,
+        )["input_ids"]
+        for d in docs
+    ]
+    lm = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.bfloat16).eval()
+    fast = FastDecoder(lm)
+    table = lm.get_input_embeddings().weight
+    with torch.inference_mode():
+        embeds = [table[torch.tensor(ids)] for ids in prompts]
+    n_ctx = -(-(max(map(len, prompts)) + new_tokens) // 256) * 256
+    engines = {
+        f"llama.cpp Q4_1, KV {kv}": LlamaCppBatched(smollm2_gguf_path(), slots, n_ctx, kv, threads)
+        for kv in kv_types.split(",")
+    }
+
+    sides = {"fast (bf16)": lambda: fast.decode(embeds, new_tokens, slots=slots, min_new_tokens=new_tokens)}
+    sides.update({name: (lambda e=e: e.generate(prompts, new_tokens)) for name, e in engines.items()})
+    seconds = {name: [] for name in sides}
+    outputs = {}
+    for name, run in sides.items():  # warm-up (first-call allocations)
+        run()
+    for r in range(runs):
+        for name, run in sides.items():
+            start = time.perf_counter()
+            outputs[name] = run()
+            seconds[name].append(time.perf_counter() - start)
+            typer.echo(f"run {r + 1} {name}: {slots * new_tokens / seconds[name][-1]:.1f} tokens/s", err=True)
+    base = "fast (bf16)"
+    rows = []
+    for name in sides:
+        rate = slots * new_tokens / statistics.median(seconds[name])
+        agree = [
+            next((i for i, (a, b) in enumerate(zip(x, y)) if a != b), new_tokens)
+            for x, y in zip(outputs[name], outputs[base])
+        ]
+        rows.append(
+            {
+                "side": name,
+                "tokens_per_s": round(rate, 1),
+                "ratio_vs_fast": round(rate / (slots * new_tokens / statistics.median(seconds[base])), 2),
+                "median_tokens_before_first_difference_from_fast": statistics.median(agree),
+            }
+        )
+    for e in engines.values():
+        e.close()
+    report = {
+        "slots": slots,
+        "new_tokens": new_tokens,
+        "prompt_tokens_mean": round(statistics.mean(map(len, prompts)), 1),
+        "runs": runs,
+        "threads": threads,
+        "table": rows,
+        "machine": machine(),
+        "torch": torch.__version__,
+    }
+    typer.echo(json.dumps(report, indent=2))
+    write_report(report, output)
+
+
+if __name__ == "__main__":
+    typer.run(main)
