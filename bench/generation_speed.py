@@ -4,7 +4,9 @@ decoders, batch sizes and dtypes side by side in one run, ratios against the fir
 
 A setting is ``DECODER:BATCH`` — ``generate`` (transformers' ``generate`` on
 sub-batches of similar prompt length: the code before the continuous-batching
-decoder) or ``auto`` (the project's decoder, ``BATCH`` rows decoding side by side).
+decoder), ``auto`` (the project's decoder, ``BATCH`` rows decoding side by side) or
+``base`` (the ``FastDecoder`` of another ``decoding.py``, ``--base-decoder``: an
+earlier commit's, measured side by side with this one).
 Real pipeline prompts (post text and aspect, 4 image prefix tokens + the condition
 token), greedy decoding, a fixed number of new tokens per chain (stops suppressed
 until then) so every setting does the same work; tokens/s counts generated tokens
@@ -13,8 +15,11 @@ them (lengths vary, as in use; what continuous batching is for). Median of
 ``--runs``, settings interleaved.
 
     python bench/generation_speed.py corpus/twitter2015/sentence/test.spacy --output metrics/generation_speed.json
+    git show 24ad84b:spacy_mulcot/reasoning/decoding.py > /tmp/decoding_24ad84b.py
+    python bench/generation_speed.py ... --settings base:64,auto:64 --base-decoder /tmp/decoding_24ad84b.py
 """
 
+import importlib.util
 import json
 import statistics
 import time
@@ -44,6 +49,7 @@ def main(
     stop_at_eos: bool = typer.Option(
         False, help="Chains end at EOS (lengths vary, as in use: tokens/s counts the chains' tokens)"
     ),
+    base_decoder: Optional[Path] = typer.Option(None, help="decoding.py whose FastDecoder the `base` setting runs"),
     output: Optional[Path] = typer.Option(None, help="JSON file for the figures"),
 ):
     nlp = spacy.blank("en")
@@ -64,6 +70,28 @@ def main(
     with torch.inference_mode():
         prefix = gen.prefix(regions, has_image, condition)
     copies = {dtype: gen.lm_for_inference(dtype) for dtype in dtypes.split(",")}
+    bases = {}
+    if any(decoder == "base" for decoder, _ in grid):
+        if base_decoder is None:
+            raise typer.BadParameter("the `base` setting needs --base-decoder")
+        spec = importlib.util.spec_from_file_location("base_decoding", base_decoder)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        bases = {dtype: module.FastDecoder(copy) for dtype, copy in copies.items()}
+    own = gen.decoder_for
+
+    def run_setting(copy, dtype, decoder, batch):
+        # `base`: generate_all's own path with the other FastDecoder in place of this one.
+        gen.decoder_for = (lambda lm: bases[dtype]) if decoder == "base" else own
+        return gen.generate_all(
+            prompts,
+            prefix,
+            batch_size=batch,
+            lm=copy,
+            decoder="generate" if decoder == "generate" else "auto",
+            max_new_tokens=new_tokens,
+            min_new_tokens=None if stop_at_eos else new_tokens,
+        )
 
     def count(chains):
         return sum(len(tokenizer(c, add_special_tokens=False)["input_ids"]) + 1 for c in chains)  # + the stop
@@ -73,15 +101,7 @@ def main(
         for dtype, copy in copies.items():
             for decoder, batch in grid:
                 start = time.perf_counter()
-                chains = gen.generate_all(
-                    prompts,
-                    prefix,
-                    batch_size=batch,
-                    lm=copy,
-                    decoder=decoder,
-                    max_new_tokens=new_tokens,
-                    min_new_tokens=None if stop_at_eos else new_tokens,
-                )
+                chains = run_setting(copy, dtype, decoder, batch)
                 seconds = time.perf_counter() - start
                 outputs[(dtype, decoder, batch)] = chains
                 tokens = count(chains) if stop_at_eos else len(docs) * new_tokens

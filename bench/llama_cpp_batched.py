@@ -14,6 +14,7 @@ so both do the same work), on the same cores, one after the other, median of ``-
     python bench/llama_cpp_batched.py corpus/twitter2015/sentence/test.spacy --output metrics/llama_cpp_batched.json
 """
 
+import ctypes
 import json
 import statistics
 import time
@@ -27,7 +28,7 @@ import typer
 from _report import machine, write_report
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from spacy_mulcot.hub import resolve_model_path, smollm2_gguf_path
+from spacy_mulcot.hub import cache_dir, resolve_model_path, smollm2_gguf_path
 from spacy_mulcot.readers import read_docbin
 from spacy_mulcot.reasoning import build_prompt
 from spacy_mulcot.reasoning.decoding import FastDecoder
@@ -35,15 +36,27 @@ from spacy_mulcot.reasoning.decoding import FastDecoder
 _KV = {"f16": 1, "q8_0": 8}  # ggml type ids
 
 
+def _quiet(level, text, user_data) -> None:
+    """llama.cpp's log callback: silent (it logs every tensor it loads)."""
+
+
+_QUIET = None
+
+
 class LlamaCppBatched:
     """Greedy batched decoding through llama.cpp's C API: every chain is a sequence
     of one context (its own KV stream), each step decodes one token per sequence."""
 
-    def __init__(self, gguf: Path, slots: int, n_ctx_per_seq: int, kv: str = "f16", threads: int = 2):
+    def __init__(
+        self, gguf: Path, slots: int, n_ctx_per_seq: int, kv: str = "f16", threads: int = 2, unified: bool = False
+    ):
         import llama_cpp as L
 
+        global _QUIET
+        _QUIET = _QUIET or L.llama_log_callback(_quiet)  # kept referenced while llama.cpp may call it
         self.L = L
         L.llama_backend_init()
+        L.llama_log_set(_QUIET, ctypes.c_void_p(0))
         self.model = L.llama_model_load_from_file(str(gguf).encode(), L.llama_model_default_params())
         if not self.model:
             raise OSError(f"llama.cpp could not load {gguf}")
@@ -55,7 +68,8 @@ class LlamaCppBatched:
         params.n_threads = params.n_threads_batch = threads
         params.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_ENABLED
         params.type_k = params.type_v = _KV[kv]
-        params.kv_unified = False  # a KV stream per sequence: a chain attends to its own cells only
+        # False: a KV stream per sequence (a chain attends to its own cells only).
+        params.kv_unified = unified
         params.no_perf = True
         self.ctx = L.llama_init_from_model(self.model, params)
         if not self.ctx:
@@ -83,11 +97,14 @@ class LlamaCppBatched:
             raise ValueError("one sequence per prompt: pass at most `slots` prompts")
         last, out = [], [[] for _ in prompts]
         # Prefill: the prompts' tokens, up to 512 per llama_decode call; logits at each prompt's end.
+        start_time = time.perf_counter()
         pending = [(t, p, s, p == len(ids) - 1) for s, ids in enumerate(prompts) for p, t in enumerate(ids)]
         for start in range(0, len(pending), 512):
             chunk = pending[start : start + 512]
             logits = self._decode(chunk)
             last.extend(int(i) for i in logits.argmax(-1))
+        #: Seconds the last call spent on the prompts (the rest is decoding).
+        self.prefill_seconds = time.perf_counter() - start_time
         positions = [len(ids) for ids in prompts]
         for step in range(new_tokens):
             for s, token in enumerate(last):
@@ -104,12 +121,32 @@ class LlamaCppBatched:
         self.L.llama_model_free(self.model)
 
 
+def requantized(gguf: Path, kind: str) -> Path:
+    """The GGUF with its weights converted by llama.cpp's own quantizer (``BF16``:
+    the Q4_1 values dequantized and rounded to bf16, as the pipeline's bf16 copy holds
+    them; ``Q8_0``), written once next to the HF conversion's cache."""
+    import llama_cpp as L
+
+    if kind == "Q4_1":
+        return gguf
+    out = cache_dir() / f"SmolLM2-135M-Instruct.{kind}.gguf"
+    if not out.exists():
+        params = L.llama_model_quantize_default_params()
+        params.ftype = {"BF16": L.LLAMA_FTYPE_MOSTLY_BF16, "Q8_0": L.LLAMA_FTYPE_MOSTLY_Q8_0}[kind]
+        params.allow_requantize = True
+        params.quantize_output_tensor = True
+        if L.llama_model_quantize(str(gguf).encode(), str(out).encode(), ctypes.byref(params)) != 0:
+            raise RuntimeError(f"llama.cpp could not convert {gguf} to {kind}")
+    return out
+
+
 def main(
     corpus: Path = typer.Argument(..., help=".spacy corpus (post texts and aspects)"),
     slots: int = typer.Option(64, help="Chains decoding side by side (= prompts per run)"),
     new_tokens: int = typer.Option(256, help="Tokens generated per chain"),
     runs: int = typer.Option(3, help="Runs per side (median)"),
-    kv_types: str = typer.Option("f16,q8_0", help="llama.cpp KV cache types, comma-separated"),
+    weights: str = typer.Option("Q4_1,BF16", help="llama.cpp weight types (Q4_1: the GGUF as shipped; BF16, Q8_0)"),
+    kv_types: str = typer.Option("f16", help="llama.cpp KV cache types, comma-separated (f16, q8_0)"),
     threads: int = typer.Option(2, help="Threads for both sides"),
     output: Optional[Path] = typer.Option(None, help="JSON file for the figures"),
 ):
@@ -132,20 +169,21 @@ def main(
         embeds = [table[torch.tensor(ids)] for ids in prompts]
     n_ctx = -(-(max(map(len, prompts)) + new_tokens) // 256) * 256
     engines = {
-        f"llama.cpp Q4_1, KV {kv}": LlamaCppBatched(smollm2_gguf_path(), slots, n_ctx, kv, threads)
+        f"llama.cpp {w}, KV {kv}": LlamaCppBatched(requantized(smollm2_gguf_path(), w), slots, n_ctx, kv, threads)
+        for w in weights.split(",")
         for kv in kv_types.split(",")
     }
 
-    sides = {"fast (bf16)": lambda: fast.decode(embeds, new_tokens, slots=slots, min_new_tokens=new_tokens)}
-    sides.update({name: (lambda e=e: e.generate(prompts, new_tokens)) for name, e in engines.items()})
+    sides = {"fast (bf16)": lambda n: fast.decode(embeds, n, slots=slots, min_new_tokens=n)}
+    sides.update({name: (lambda n, e=e: e.generate(prompts, n)) for name, e in engines.items()})
     seconds = {name: [] for name in sides}
     outputs = {}
     for name, run in sides.items():  # warm-up (first-call allocations)
-        run()
+        run(4)
     for r in range(runs):
         for name, run in sides.items():
             start = time.perf_counter()
-            outputs[name] = run()
+            outputs[name] = run(new_tokens)
             seconds[name].append(time.perf_counter() - start)
             typer.echo(f"run {r + 1} {name}: {slots * new_tokens / seconds[name][-1]:.1f} tokens/s", err=True)
     base = "fast (bf16)"

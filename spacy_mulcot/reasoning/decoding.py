@@ -17,7 +17,11 @@ chain of the sub-batch ended. Here:
   (prefilled, its cache written into the freed row), so every step decodes live
   chains; once no prompt waits, live rows move down into freed ones (with their cache)
   so the tail decodes fewer rows, and a free row sits at position 0 so it never
-  lengthens the others' attention.
+  lengthens the others' attention;
+- attention reads only as far as needed: refilled rows start far behind the others,
+  so before each refill the live rows are sorted by position (their caches moved with
+  them) and attention runs on groups of 16 rows, each up to its own furthest position
+  (one call for the whole batch read every row up to the furthest row's position).
 
 The arithmetic is the LM's own (same RMSNorm, rotary embedding module, SiLU MLP):
 in float32 the tokens equal ``generate``'s (tested); in bfloat16 both round
