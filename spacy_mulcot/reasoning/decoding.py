@@ -17,11 +17,7 @@ chain of the sub-batch ended. Here:
   (prefilled, its cache written into the freed row), so every step decodes live
   chains; once no prompt waits, live rows move down into freed ones (with their cache)
   so the tail decodes fewer rows, and a free row sits at position 0 so it never
-  lengthens the others' attention;
-- attention reads only as far as needed: refilled rows start far behind the others,
-  so before each refill the live rows are sorted by position (their caches moved with
-  them) and attention runs on groups of 16 rows, each up to its own furthest position
-  (one call for the whole batch read every row up to the furthest row's position).
+  lengthens the others' attention.
 
 The arithmetic is the LM's own (same RMSNorm, rotary embedding module, SiLU MLP):
 in float32 the tokens equal ``generate``'s (tested); in bfloat16 both round
@@ -29,7 +25,7 @@ differently, so rare near-ties may decode differently.
 """
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import torch
 from torch.nn import functional as F
@@ -74,22 +70,6 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos + rotated * sin
-
-
-def _groups(positions: List[int], block: int) -> List[Tuple[int, int, int]]:
-    """Consecutive row groups ``(start, end, attention length)`` for one decode step:
-    blocks of ``block`` rows, a block joining the previous group when its own length
-    is within 1/8 of the group's (one attention call instead of two for little extra
-    reading). Any row order is correct; rows sorted by position make it pay."""
-    groups: List[Tuple[int, int, int]] = []
-    for start in range(0, len(positions), block):
-        end = min(start + block, len(positions))
-        length = max(positions[start:end]) + 1
-        if groups and length * 8 >= groups[-1][2] * 7 and length <= groups[-1][2]:
-            groups[-1] = (groups[-1][0], end, groups[-1][2])
-        else:
-            groups.append((start, end, length))
-    return groups
 
 
 class FastDecoder:
@@ -141,30 +121,18 @@ class FastDecoder:
 
     # ---- one forward ------------------------------------------------------
 
-    def _forward(
-        self,
-        h: torch.Tensor,
-        positions: torch.Tensor,
-        caches,
-        rows: torch.Tensor,
-        prefill: bool,
-        block: int = 16,
-    ):
+    def _forward(self, h: torch.Tensor, positions: torch.Tensor, caches, rows: torch.Tensor, prefill: bool):
         """h (B, T, H) at ``positions`` (B, T). Prefill: T prompt tokens (right padded)
         written into cache ``rows`` at 0..T-1. Decode (T = 1): each row's token written
-        at its position, attending to positions ≤ it; rows 0..B-1 attend in groups of
-        ``block`` rows, each group reading the cache up to its own furthest position
-        (rows kept sorted by position make the groups' lengths differ). Returns the
-        final hidden states."""
+        at its position, attending to positions ≤ it. Returns the final hidden states."""
         B, T, _ = h.shape
         nh, nkv, d = self.n_heads, self.n_kv, self.head_dim
         cos, sin = self.rotary(h, positions)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
         if not prefill:
-            groups = _groups(positions[:, 0].tolist(), block)
-            length = max(n for _, _, n in groups)
+            length = int(positions.max()) + 1
             live = torch.arange(length, device=h.device)[None, :] <= positions  # (B, length)
-            masks = [live[a:b, None, None, :n] for a, b, n in groups]
+            mask = live[:, None, None, :]
             at = positions[:, 0]
         for layer, (k_cache, v_cache) in zip(self.layers, caches):
             x = _rms(h, layer.norm1, layer.eps1)
@@ -181,15 +149,11 @@ class FastDecoder:
             else:
                 k_cache[rows, :, at] = k[:, :, 0]
                 v_cache[rows, :, at] = v[:, :, 0]
+                keys, values = k_cache[:B, :, :length], v_cache[:B, :, :length]
                 # The heads sharing one key/value head are that head's queries.
                 grouped = q.reshape(B, nkv, nh // nkv, d)
-                parts = [
-                    F.scaled_dot_product_attention(
-                        grouped[a:b], k_cache[a:b, :, :n], v_cache[a:b, :, :n], attn_mask=mask
-                    )
-                    for (a, b, n), mask in zip(groups, masks)
-                ]
-                attn = (parts[0] if len(parts) == 1 else torch.cat(parts)).reshape(B, 1, nh * d)
+                attn = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=mask)
+                attn = attn.reshape(B, 1, nh * d)
             h = h + F.linear(attn, layer.o)
             x = _rms(h, layer.norm2, layer.eps2)
             gate, up = F.linear(x, layer.gate_up).chunk(2, dim=-1)
@@ -214,16 +178,14 @@ class FastDecoder:
         greedy: bool = True,
         temperature: float = 1.0,
         generator: Optional[torch.Generator] = None,
-        attention_block: int = 16,
     ) -> List[List[int]]:
         """The generated ids per prompt (stop token excluded). ``embeds``: one (n_i, H)
         input embedding matrix per prompt (image prefix + text); ``slots`` chains
-        decode side by side, a finished one handing its row to the next prompt;
-        ``attention_block`` rows share one attention length (see ``_groups``)."""
+        decode side by side, a finished one handing its row to the next prompt."""
         if max_new_tokens < 1:
             return [[] for _ in embeds]
-        if slots < 1 or attention_block < 1:
-            raise ValueError(f"slots and attention_block must be at least 1, got {slots} and {attention_block}")
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, got {slots}")
         if any(e.dim() != 2 or e.shape[0] == 0 for e in embeds):
             raise ValueError("every prompt needs a non-empty (n_tokens, hidden) embedding matrix")
         n = len(embeds)
@@ -266,9 +228,8 @@ class FastDecoder:
             chain.append(token)
             return len(chain) >= max_new_tokens
 
-        #: What the last call did: decode steps, prefill calls, rows sorted before a
-        #: refill, tail compactions.
-        stats = self.stats = {"steps": 0, "prefills": 0, "sorts": 0, "compactions": 0}
+        #: What the last call did: decode steps, prefill calls, compactions.
+        stats = self.stats = {"steps": 0, "prefills": 0, "compactions": 0}
 
         def release(row: int) -> None:
             # A free row still decodes a dummy token at its position: keep it at 0 so
@@ -277,36 +238,28 @@ class FastDecoder:
             position[row] = 0
             last[row] = 0
 
-        def arrange() -> int:
-            """Move the live rows to the front, furthest position first, with their
-            caches (free rows after them); returns the number of live rows. Sorted
-            rows let groups of rows attend over their own lengths (``_groups``);
-            refilled rows land after the live ones, at the lowest positions."""
-            order = sorted(range(slots), key=lambda r: (item[r] < 0, -int(position[r])))
-            n_live = sum(1 for r in order if item[r] >= 0)
-            moved = [i for i in range(n_live) if order[i] != i]
-            if moved:
-                src = torch.tensor([order[i] for i in moved], device=self.device)
-                dst = torch.tensor(moved, device=self.device)
-                length = int(position[src].max()) + 1
-                for k_cache, v_cache in caches:
-                    # The right side is gathered into a copy before it is written.
-                    k_cache[dst, :, :length] = k_cache[src, :, :length]
-                    v_cache[dst, :, :length] = v_cache[src, :, :length]
-                index = torch.tensor(order, device=self.device)
-                position.copy_(position[index])
-                last.copy_(last[index])
-                item[:] = [item[r] for r in order]
+        def compact(n_live: int) -> int:
+            """Move the live rows beyond the first ``n_live`` into the free rows below,
+            with their caches; returns the new number of rows to decode."""
+            movers = [r for r in range(n_live, slots) if item[r] >= 0]
+            holes = [r for r in range(n_live) if item[r] < 0]
+            src = torch.tensor(movers, device=self.device)
+            dst = torch.tensor(holes, device=self.device)
+            length = int(position[src].max()) + 1
+            for k_cache, v_cache in caches:
+                k_cache[dst, :, :length] = k_cache[src, :, :length]
+                v_cache[dst, :, :length] = v_cache[src, :, :length]
+            position[dst], last[dst] = position[src], last[src]
+            for hole, mover in zip(holes, movers):
+                item[hole] = item[mover]
+                release(mover)
+            stats["compactions"] += 1
             return n_live
 
         while waiting or live:
             free = [r for r in range(slots) if item[r] < 0]
             # Refill when enough rows are free to make a prefill worth its call (or at the end).
             if waiting and free and (len(free) >= max(1, slots // 8) or live == 0):
-                if live:
-                    arrange()
-                    stats["sorts"] += 1
-                    free = list(range(live, slots))
                 take = free[: len(waiting)]
                 new = [waiting.pop() for _ in take]
                 width = max(embeds[i].shape[0] for i in new)
@@ -335,12 +288,11 @@ class FastDecoder:
             if not waiting and live <= top * 3 // 4:
                 # The tail: no prompt left to fill the gaps, so move the live rows down
                 # and decode fewer rows.
-                top = arrange()
-                stats["compactions"] += 1
+                top = compact(live)
             # One decode step for rows 0..top (free rows inside decode a dummy token).
             rows = torch.arange(top, device=self.device)
             h = F.embedding(last[:top, None], self.embed)
-            h = self._forward(h, position[:top, None], caches, rows, prefill=False, block=attention_block)
+            h = self._forward(h, position[:top, None], caches, rows, prefill=False)
             stats["steps"] += 1
             counts = [len(outputs[item[r]]) if item[r] >= 0 else 0 for r in range(top)]
             tokens = pick(self._logits(h[:, 0]), counts).tolist()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from spacy_mulcot.reasoning import ReasoningGenerator, build_prompt
-from spacy_mulcot.reasoning.decoding import FastDecoder, _groups, supports
+from spacy_mulcot.reasoning.decoding import FastDecoder, supports
 
 from ..conftest import tiny_llama_settings
 
@@ -103,41 +103,6 @@ def test_stops_and_min_new_tokens_as_generate(tokenizer):
             prompts, prefix, batch_size=2, max_new_tokens=12, min_new_tokens=6, decoder="generate"
         )
     assert ours == theirs
-
-
-def test_attention_groups_cover_every_row_with_its_length():
-    # Rows sorted by position: near lengths share a call, far ones get their own.
-    assert _groups([300, 299, 250, 100], 1) == [(0, 2, 301), (2, 3, 251), (3, 4, 101)]
-    assert _groups([300, 299, 250, 100], 2) == [(0, 2, 301), (2, 4, 251)]
-    # Unsorted rows (a longer block after a shorter one) never join a shorter group.
-    assert _groups([100, 300], 1) == [(0, 1, 101), (1, 2, 301)]
-    for positions in ([5, 0, 7, 3, 9], [0], [4, 4, 4]):
-        for block in (1, 2, 16):
-            groups = _groups(positions, block)
-            assert [a for a, _, _ in groups] == sorted(a for a, _, _ in groups) and groups[0][0] == 0
-            assert groups[-1][1] == len(positions)
-            assert all(b == c for (_, b, _), (c, _, _) in zip(groups, groups[1:]))  # contiguous
-            assert all(max(positions[a:b]) < n for a, b, n in groups)
-
-
-def test_rows_sorted_and_attending_in_groups_decode_the_same_chains(tokenizer):
-    gen = tiny(tokenizer)
-    prompts, prefix = prompts_and_prefix(gen)
-    embeds = [
-        torch.cat([prefix[i], gen.lm.get_input_embeddings()(torch.tensor(tokenizer(p)["input_ids"]))])
-        for i, p in enumerate(prompts)
-    ]
-    decoder = FastDecoder(gen.lm)
-    # Early stops free rows at different times, so refills sort rows of different positions.
-    free = decoder.decode(embeds, 20)
-    stops = sorted({ids[k] for k, ids in zip((3, 7, 11, 15, 5, 9, 2), free)})
-    expected = [next((ids[:k] for k, t in enumerate(ids) if t in stops), ids) for ids in free]
-    assert len({len(ids) for ids in expected}) > 2  # chains of several lengths
-    for block in (16, 2, 1):
-        assert decoder.decode(embeds, 20, stops=stops, slots=4, attention_block=block) == expected
-        assert decoder.stats["sorts"] >= 1
-    with pytest.raises(ValueError, match="attention_block"):
-        decoder.decode(embeds, 4, attention_block=0)
 
 
 def test_sampling_is_seeded_and_differs_from_greedy(tokenizer):
