@@ -8,7 +8,10 @@ the KV cache (``torch.cat`` into the dynamic cache; grouped-query heads expanded
 full heads on every step) and left finished rows decoding padding until the longest
 chain of the sub-batch ended. Here:
 
-- the weights are read once into fused matrices (q/k/v as one, gate/up as one);
+- the weights are read once into fused matrices (q/k/v as one, gate/up as one),
+  in bf16 prepacked into oneDNN's blocked layout (``F.linear`` re-lays a weight out on
+  every call: prepacked, the step's matrix multiplies took ~25 instead of ~44 ms at
+  64 rows; the same kernel, so the same numbers);
 - the KV cache is allocated once per call, ``slots`` rows × the longest prompt +
   ``max_new_tokens`` positions, and each step writes one column in place;
 - grouped-query attention at decode reads the shared key/value heads directly (a
@@ -66,6 +69,32 @@ def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return weight * F.rms_norm(x.float(), x.shape[-1:], eps=eps).to(x.dtype)
 
 
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``F.linear``, or oneDNN's linear for a weight prepacked by :func:`_pack` (the
+    same kernel, so the same numbers, without re-laying the weight out every call)."""
+    if weight.is_mkldnn:
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return F.linear(x, weight, bias)
+
+
+def _can_pack(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether weights can be prepacked for oneDNN here: bf16 on a CPU with oneDNN and
+    the ops that take a packed weight (probed once on a tiny matrix)."""
+    if device.type != "cpu" or dtype != torch.bfloat16 or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        probe = torch.ones(4, 8, dtype=dtype)
+        out = _linear(torch.ones(2, 8, dtype=dtype), _pack(probe))
+    except (AttributeError, RuntimeError):
+        return False
+    return bool((out == 8).all())
+
+
+def _pack(weight: torch.Tensor, rows: int = 64) -> torch.Tensor:
+    # ``rows``: the batch size oneDNN picks the layout for (any batch size works).
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), rows)
+
+
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
@@ -76,25 +105,33 @@ class FastDecoder:
     """Decodes chains with one LM's weights (read at construction: build a new one
     after the weights change). ``lm`` must pass :func:`supports`."""
 
-    def __init__(self, lm):
+    def __init__(self, lm, pack: Optional[bool] = None):
+        """pack: prepack the matrices for oneDNN (about 1.7x faster matrix multiplies at
+        64 rows in bf16; identical results); None: where possible (a bf16 LM on a CPU)."""
         if not supports(lm):
             raise TypeError(f"FastDecoder needs a Llama or Qwen2 causal LM, got {type(lm).__name__}")
         config = lm.config
         self.dtype = lm.dtype
         self.device = lm.device
+        possible = _can_pack(self.dtype, self.device)
+        if pack and not possible:
+            raise ValueError("pack=True needs a bfloat16 LM on a CPU with oneDNN")
+        self.packed = possible if pack is None else bool(pack)
         self.n_heads = config.num_attention_heads
         self.n_kv = getattr(config, "num_key_value_heads", None) or self.n_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
         self.rotary = lm.model.rotary_emb
         self.embed = lm.get_input_embeddings().weight
-        self.head = lm.get_output_embeddings().weight
         self.norm = lm.model.norm.weight
         self.norm_eps = lm.model.norm.variance_epsilon
         with torch.no_grad():
+            self.head = self._matrix(lm.get_output_embeddings().weight)
             self.layers = [self._read(layer) for layer in lm.model.layers]
 
-    @staticmethod
-    def _read(layer) -> _Layer:
+    def _matrix(self, weight: torch.Tensor) -> torch.Tensor:
+        return _pack(weight) if self.packed else weight
+
+    def _read(self, layer) -> _Layer:
         att, mlp = layer.self_attn, layer.mlp
         biases = [p.bias for p in (att.q_proj, att.k_proj, att.v_proj)]
         qkv_bias = None
@@ -110,13 +147,13 @@ class FastDecoder:
         return _Layer(
             norm1=layer.input_layernorm.weight,
             eps1=layer.input_layernorm.variance_epsilon,
-            qkv=torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight]),
+            qkv=self._matrix(torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight])),
             qkv_bias=qkv_bias,
-            o=att.o_proj.weight,
+            o=self._matrix(att.o_proj.weight),
             norm2=layer.post_attention_layernorm.weight,
             eps2=layer.post_attention_layernorm.variance_epsilon,
-            gate_up=torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]),
-            down=mlp.down_proj.weight,
+            gate_up=self._matrix(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])),
+            down=self._matrix(mlp.down_proj.weight),
         )
 
     # ---- one forward ------------------------------------------------------
@@ -136,7 +173,7 @@ class FastDecoder:
             at = positions[:, 0]
         for layer, (k_cache, v_cache) in zip(self.layers, caches):
             x = _rms(h, layer.norm1, layer.eps1)
-            qkv = F.linear(x, layer.qkv, layer.qkv_bias)
+            qkv = _linear(x, layer.qkv, layer.qkv_bias)
             # Queries and keys rotate in one pass: heads 0..nh-1 query, the next nkv keys.
             qk = _rotate(qkv[..., : (nh + nkv) * d].view(B, T, nh + nkv, d).transpose(1, 2), cos, sin)
             q, k = qk[:, :nh], qk[:, nh:]
@@ -154,16 +191,16 @@ class FastDecoder:
                 grouped = q.reshape(B, nkv, nh // nkv, d)
                 attn = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=mask)
                 attn = attn.reshape(B, 1, nh * d)
-            h = h + F.linear(attn, layer.o)
+            h = h + _linear(attn, layer.o)
             x = _rms(h, layer.norm2, layer.eps2)
-            gate, up = F.linear(x, layer.gate_up).chunk(2, dim=-1)
-            h = h + F.linear(F.silu(gate) * up, layer.down)
+            gate, up = _linear(x, layer.gate_up).chunk(2, dim=-1)
+            h = h + _linear(F.silu(gate) * up, layer.down)
         return h
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         # In the LM's dtype: greedy picks need no float copy (a bf16 value converts to
         # float exactly, so the argmax is the same); sampling converts (see ``pick``).
-        return F.linear(_rms(h, self.norm, self.norm_eps), self.head)
+        return _linear(_rms(h, self.norm, self.norm_eps), self.head)
 
     # ---- decoding -----------------------------------------------------------
 

@@ -105,6 +105,24 @@ def test_stops_and_min_new_tokens_as_generate(tokenizer):
     assert ours == theirs
 
 
+def test_prepacked_bfloat16_weights_decode_the_same_tokens(tokenizer):
+    gen = tiny(tokenizer)
+    prompts, prefix = prompts_and_prefix(gen)
+    lm16 = gen.lm_for_inference("bfloat16")
+    with torch.inference_mode():
+        embeds = [
+            torch.cat([prefix[i].to(lm16.dtype), lm16.get_input_embeddings()(torch.tensor(tokenizer(p)["input_ids"]))])
+            for i, p in enumerate(prompts)
+        ]
+    packed, plain = FastDecoder(lm16), FastDecoder(lm16, pack=False)
+    if not packed.packed:
+        pytest.skip("no oneDNN bf16 linear on this CPU")
+    assert packed.layers[0].qkv.is_mkldnn and not plain.layers[0].qkv.is_mkldnn
+    assert packed.decode(embeds, 24, slots=3) == plain.decode(embeds, 24, slots=3)
+    with pytest.raises(ValueError, match="pack"):
+        FastDecoder(gen.lm, pack=True)  # float32: nothing to prepack for
+
+
 def test_sampling_is_seeded_and_differs_from_greedy(tokenizer):
     gen = tiny(tokenizer)
     prompts, prefix = prompts_and_prefix(gen, 3)
