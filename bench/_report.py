@@ -18,3 +18,10 @@ def write_report(report: Dict[str, Any], output: Optional[Path]) -> None:
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(report, indent=2))
+
+
+def emit(report: Dict[str, Any], output: Optional[Path]) -> None:
+    """Add the machine and torch version to ``report``, print it as JSON and write it."""
+    report.update(machine=machine(), torch=torch.__version__)
+    print(json.dumps(report, indent=2))
+    write_report(report, output)

@@ -20,7 +20,6 @@ them (lengths vary, as in use; what continuous batching is for). Median of
 """
 
 import importlib.util
-import json
 import statistics
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Optional
 import spacy
 import torch
 import typer
-from _report import machine, write_report
+from _report import emit
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from spacy_mulcot.hub import resolve_model_path
@@ -142,11 +141,8 @@ def main(
         "stop_at_eos": stop_at_eos,
         "runs": runs,
         "table": table,
-        "machine": machine(),
-        "torch": torch.__version__,
     }
-    typer.echo(json.dumps(report, indent=2))
-    write_report(report, output)
+    emit(report, output)
 
 
 if __name__ == "__main__":

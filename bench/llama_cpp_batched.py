@@ -15,7 +15,6 @@ so both do the same work), on the same cores, one after the other, median of ``-
 """
 
 import ctypes
-import json
 import statistics
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import spacy
 import torch
 import typer
-from _report import machine, write_report
+from _report import emit
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from spacy_mulcot.hub import cache_dir, resolve_model_path, smollm2_gguf_path
@@ -211,11 +210,8 @@ def main(
         "runs": runs,
         "threads": threads,
         "table": rows,
-        "machine": machine(),
-        "torch": torch.__version__,
     }
-    typer.echo(json.dumps(report, indent=2))
-    write_report(report, output)
+    emit(report, output)
 
 
 if __name__ == "__main__":
