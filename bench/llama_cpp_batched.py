@@ -9,7 +9,8 @@ so both do the same work), on the same cores, one after the other, median of ``-
   bf16 (the weights as the pipeline holds them: the GGUF's Q4_1 values, dequantized);
 - ``llama.cpp``: llama-cpp-python's low-level API (``llama_decode`` with one sequence
   id per chain: what ``llama-server --parallel N`` does inside) on the GGUF itself
-  (Q4_1 weights), KV cache f16 or q8_0 (``--kv-types``), flash attention on.
+  (Q4_1 weights), KV cache f16 or q8_0 (``--kv-types``), flash attention on; its
+  prompt processing is also timed on its own (``prompt_tokens_per_s``).
 
     python bench/llama_cpp_batched.py corpus/twitter2015/sentence/test.spacy --output metrics/llama_cpp_batched.json
 """
@@ -176,6 +177,7 @@ def main(
     sides = {"fast (bf16)": lambda n: fast.decode(embeds, n, slots=slots, min_new_tokens=n)}
     sides.update({name: (lambda n, e=e: e.generate(prompts, n)) for name, e in engines.items()})
     seconds = {name: [] for name in sides}
+    prefill = {name: [] for name in engines}  # llama.cpp's seconds on the prompts, per run
     outputs = {}
     for name, run in sides.items():  # warm-up (first-call allocations)
         run(4)
@@ -184,6 +186,8 @@ def main(
             start = time.perf_counter()
             outputs[name] = run(new_tokens)
             seconds[name].append(time.perf_counter() - start)
+            if name in engines:
+                prefill[name].append(engines[name].prefill_seconds)
             typer.echo(f"run {r + 1} {name}: {slots * new_tokens / seconds[name][-1]:.1f} tokens/s", err=True)
     base = "fast (bf16)"
     rows = []
@@ -201,6 +205,8 @@ def main(
                 "median_tokens_before_first_difference_from_fast": statistics.median(agree),
             }
         )
+        if name in engines:
+            rows[-1]["prompt_tokens_per_s"] = round(sum(map(len, prompts)) / statistics.median(prefill[name]), 1)
     for e in engines.values():
         e.close()
     report = {
