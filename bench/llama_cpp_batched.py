@@ -34,6 +34,7 @@ from spacy_mulcot.reasoning import build_prompt
 from spacy_mulcot.reasoning.decoding import FastDecoder
 
 _KV = {"f16": 1, "q8_0": 8}  # ggml type ids
+_WEIGHTS = ("Q4_1", "BF16", "Q8_0")  # the GGUF as shipped, and llama.cpp's conversions of it
 
 
 def _quiet(level, text, user_data) -> None:
@@ -150,6 +151,10 @@ def main(
     threads: int = typer.Option(2, help="Threads for both sides"),
     output: Optional[Path] = typer.Option(None, help="JSON file for the figures"),
 ):
+    for name, given, allowed in (("--weights", weights, _WEIGHTS), ("--kv-types", kv_types, tuple(_KV))):
+        unknown = sorted(set(given.split(",")) - set(allowed))
+        if unknown:
+            raise typer.BadParameter(f"{name}: unknown {unknown}, choose from {list(allowed)}")
     torch.set_num_threads(threads)
     nlp = spacy.blank("en")
     docs = [d for _, d in zip(range(slots), read_docbin(corpus, nlp))]
