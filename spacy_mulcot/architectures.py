@@ -10,7 +10,7 @@ is held by a :class:`MulcotShim` (network + generator, and their serialization);
 first linear layers are lazy, so input widths are learned at ``initialize``.
 
 With a generator, items with chains are learnt: the reasoning loss comes back in
-``JointScores.reasoning_loss`` and its gradient (the weight ``w``) flows into the
+``JointScores.reasoning_loss`` and its gradient (``JointScores.d_reasoning``, the weight ``w``) flows into the
 fused representation. :func:`generate_reasoning` writes chains at inference and
 :func:`chain_soft_targets` gives what a student distils.
 """
@@ -176,7 +176,7 @@ def forward(model: Model, inputs: ModelInput, is_train: bool):
         d_tags = ops.alloc3f(*tag_pad.shape)
         for i, n in enumerate(lengths):
             d_tags[i, :n] = d.tags[i]
-        d_padded = backprop_net((d_tags, d.spans, d.docs, d.reasoning_loss))
+        d_padded = backprop_net((d_tags, d.spans, d.docs, d.d_reasoning))
         tokvecs_backprop([d_padded[i, :n] for i, n in enumerate(lengths)])
         return inputs
 
@@ -234,8 +234,6 @@ def _reasoning_batch(model: Model, inputs: ModelInput) -> ReasoningBatch:
         prompts=prompts,
         chains=[item.chain for item in inputs.items],
         soft=[item.soft for item in inputs.items],
-        distill_weight=float(inputs.distill_weight),
-        temperature=float(inputs.distill_temperature),
     )
 
 
@@ -243,7 +241,7 @@ def generate_reasoning(
     model: Model,
     inputs: ModelInput,
     batch_size: int = 64,
-    dtype: Optional[str] = "bfloat16",
+    dtype: Optional[str] = "auto",
     max_new_tokens: int = 320,
     greedy: bool = True,
     temperature: float = 1.0,

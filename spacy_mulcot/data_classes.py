@@ -51,8 +51,6 @@ class ModelInput:
     docs: List[Doc]
     spans: List[SpanList]
     items: List[ReasoningItem] = field(default_factory=list)
-    distill_weight: float = 0.0
-    distill_temperature: float = 1.0
 
     def __post_init__(self):
         if len(self.docs) != len(self.spans):
@@ -103,8 +101,6 @@ class ReasoningBatch:
     prompts: List[str]
     chains: List[Optional[str]]
     soft: List[Optional[dict]]
-    distill_weight: float = 0.0
-    temperature: float = 1.0
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -117,7 +113,8 @@ class JointScores:
     tags: List[Floats2d]  # per doc: n_tokens × 3 (O, B, I)
     spans: Floats2d  # all spans of the batch, in doc order: S × 3 (POS, NEU, NEG)
     docs: Floats2d  # B × 3
-    reasoning_loss: float = 0.0  # mean next-token CE of the chains (gradient: its weight)
+    reasoning_loss: float = 0.0  # the chains' loss (CE, or CE mixed with KD)
+    d_reasoning: float = 0.0  # going backwards: the gradient of the total w.r.t. reasoning_loss (its weight)
 
 
 @dataclass

@@ -27,9 +27,9 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from .. import bio, workers
 from ..architectures import extract_and_classify, generate_reasoning, generator_of, net_shim
 from ..data_classes import JointScores, ModelInput, ReasoningItem
-from ..distill.loss import distill_rows
 from ..doc_model import ASPECTS_KEY
 from ..labels import POLARITIES
+from ..losses import Distillation, cross_entropy, distill_rows, log_softmax, soft_cross_entropy, softmax
 from ..reasoning import force_prediction
 from ..reasoning.generator import DECODERS, generator_from_folder
 from ..scorer import DEFAULT_SCORE_WEIGHTS, score_mulcot
@@ -99,7 +99,7 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
         "reasoning_targets": "both",
         "max_new_tokens": 320,
         "generation_batch_size": 64,
-        "generation_dtype": "bfloat16",
+        "generation_dtype": "auto",
         "generation_decoder": "auto",
         "generation_temperature": 0.0,
         "guarantee_label": False,
@@ -149,8 +149,9 @@ def make_mulcot(
         {"generate_reasoning": True}})``).
     reasoning_targets: "aspects", "post" or "both".
     max_new_tokens / generation_batch_size / generation_dtype: greedy decoding limits,
-        chains decoded together, and the LM copy's type ("bfloat16": ~2x faster on CPU;
-        null or "float32": the trained weights as they are).
+        chains decoded together, and the LM copy's type ("auto": bf16 where the CPU runs
+        it natively, ~2x faster there, else fp32; "bfloat16" forces it and warns where it
+        is emulated, 4-5x slower; null or "float32": the trained weights as they are).
     generation_decoder: "auto" decodes Llama/Qwen2 LMs (SmolLM2 included) with the
         project's continuous-batching decoder (a preallocated KV cache; a finished
         chain's row takes the next prompt), other LMs with transformers' ``generate``;
@@ -162,10 +163,7 @@ def make_mulcot(
         ``span._.soft_labels`` and chains with ``span._.chain_topk`` (made by
         ``python -m spacy_mulcot soft-targets``); 0: hard labels only.
     """
-    if not 0.0 <= distill_weight <= 1.0:
-        raise ValueError(f"distill_weight must be in [0, 1], got {distill_weight}")
-    if distill_temperature <= 0:
-        raise ValueError(f"distill_temperature must be positive, got {distill_temperature}")
+    Distillation(distill_weight, distill_temperature)  # refuses λ outside [0, 1], T <= 0
     if reasoning_targets not in REASONING_TARGETS:
         raise ValueError(f"reasoning_targets must be one of {REASONING_TARGETS}, got {reasoning_targets!r}")
     if generation_decoder not in DECODERS:
@@ -228,7 +226,7 @@ class Mulcot(TrainablePipe):
         reasoning_targets: str = "both",
         max_new_tokens: int = 320,
         generation_batch_size: int = 64,
-        generation_dtype: Optional[str] = "bfloat16",
+        generation_dtype: Optional[str] = "auto",
         generation_decoder: str = "auto",
         generation_temperature: float = 0.0,
         guarantee_label: bool = False,
@@ -262,6 +260,10 @@ class Mulcot(TrainablePipe):
             "distill_weight": distill_weight,
             "distill_temperature": distill_temperature,
         }
+        #: λ and T, given to the model once: its chain loss reads them from there.
+        self.distillation = Distillation(float(distill_weight), float(distill_temperature))
+        if "has_generator" in model.attrs:  # mulcot.JointSentimentModel.v1
+            net_shim(model).set_distillation(self.distillation)
         self._warned_no_features = False
         self._rng = random.Random(0)
         self._settings = {key: self.cfg[key] for key in _CONFIG_SETTINGS}
@@ -399,17 +401,17 @@ class Mulcot(TrainablePipe):
         else:
 
             def decode(i: int, tag_logits: numpy.ndarray):
-                return bio.decode(_log_softmax(tag_logits), outside=[t.is_space for t in docs[i]])
+                return bio.decode(log_softmax(tag_logits), outside=[t.is_space for t in docs[i]])
 
             spans, scores = extract_and_classify(
                 self.model, docs, [s if g else None for s, g in zip(spans, given)], decode
             )
-        span_probs = _softmax(self.model.ops.to_numpy(scores.spans))
+        span_probs = softmax(self.model.ops.to_numpy(scores.spans))
         per_doc, start = [], 0
         for doc_spans in spans:
             per_doc.append(span_probs[start : start + len(doc_spans)])
             start += len(doc_spans)
-        doc_probs = _softmax(self.model.ops.to_numpy(scores.docs))
+        doc_probs = softmax(self.model.ops.to_numpy(scores.docs))
         prediction = MulcotPrediction(spans=spans, given=given, span_probs=per_doc, doc_probs=doc_probs)
         if settings["generate_reasoning"] and self.has_generator:
             self._write_chains(docs, prediction, settings)
@@ -525,15 +527,7 @@ class Mulcot(TrainablePipe):
         spans = [[(s, e) for s, e, _ in (aspects or [])] for aspects, _ in golds]
         set_dropout_rate(self.model, drop)
         chains = self._chain_items(examples, golds) if self.has_generator and self.cfg["reasoning_weight"] else []
-        scores, backprop = self.model.begin_update(
-            ModelInput(
-                docs,
-                spans,
-                chains,
-                distill_weight=float(self.cfg["distill_weight"]),
-                distill_temperature=float(self.cfg["distill_temperature"]),
-            )
-        )
+        scores, backprop = self.model.begin_update(ModelInput(docs, spans, chains))
         loss, d_scores = self._loss(examples, scores, golds)
         backprop(d_scores)
         if sgd is not None:
@@ -593,7 +587,7 @@ class Mulcot(TrainablePipe):
                 d_tags.append(ops.alloc2f(*logits.shape))
                 continue
             target = bio.encode(len(eg.predicted), [(s, e) for s, e, _ in aspects])
-            loss, grad = _cross_entropy(logits, target)
+            loss, grad = cross_entropy(logits, target)
             tag_loss += loss / n_tokens
             d_tags.append(ops.asarray2f(grad * (self.cfg["tag_weight"] / n_tokens)))
         # Aspect sentiment: mean over the spans.
@@ -607,7 +601,7 @@ class Mulcot(TrainablePipe):
         if len(span_targets):
             # Class-weighted mean (plain mean when all weights are 1).
             weights = numpy.asarray(self.cfg["aspect_class_weights"], dtype="float32")[span_targets]
-            span_loss, d_spans = _cross_entropy(span_logits, span_targets, weights)
+            span_loss, d_spans = cross_entropy(span_logits, span_targets, weights)
             span_loss /= weights.sum()
             d_spans /= weights.sum()
             span_loss, d_spans = self._distill_spans(examples, golds, span_logits, span_loss, d_spans)
@@ -618,10 +612,8 @@ class Mulcot(TrainablePipe):
         doc_loss = 0.0
         rows = [i for i, (_, target) in enumerate(golds) if target is not None]
         if rows:
-            targets = numpy.stack([golds[i][1] for i in rows])
-            log_p = _log_softmax(doc_logits[rows])
-            doc_loss = float(-(targets * log_p).sum() / len(rows))
-            d_docs[rows] = (numpy.exp(log_p) - targets) * (self.cfg["doc_weight"] / len(rows))
+            doc_loss, d_rows = soft_cross_entropy(doc_logits[rows], numpy.stack([golds[i][1] for i in rows]))
+            d_docs[rows] = d_rows * self.cfg["doc_weight"]
         w = self.cfg["reasoning_weight"]
         total = (
             self.cfg["tag_weight"] * tag_loss
@@ -629,14 +621,13 @@ class Mulcot(TrainablePipe):
             + self.cfg["doc_weight"] * doc_loss
             + w * scores.reasoning_loss
         )
-        d_scores = JointScores(tags=d_tags, spans=ops.asarray2f(d_spans), docs=ops.asarray2f(d_docs), reasoning_loss=w)
+        d_scores = JointScores(tags=d_tags, spans=ops.asarray2f(d_spans), docs=ops.asarray2f(d_docs), d_reasoning=w)
         return float(total), d_scores
 
     def _distill_spans(self, examples, golds, span_logits, hard_loss, d_hard):
         """Mix in KL to the assistant's stored aspect logits (``span._.soft_labels``):
         ``(1 − λ)·CE + λ·T²·KL``; spans without soft labels keep the hard loss only."""
-        lam = float(self.cfg["distill_weight"])
-        if lam <= 0.0:
+        if not self.distillation.active:
             return hard_loss, d_hard
         soft = [
             span._.soft_labels if span is not None else None
@@ -648,7 +639,7 @@ class Mulcot(TrainablePipe):
         if not rows:
             return hard_loss, d_hard
         teacher = numpy.asarray([soft[k] for k in rows], dtype="float32")
-        return distill_rows(span_logits, rows, teacher, hard_loss, d_hard, lam, float(self.cfg["distill_temperature"]))
+        return distill_rows(span_logits, rows, teacher, hard_loss, d_hard, self.distillation)
 
     def initialize(
         self,
@@ -697,26 +688,3 @@ class Mulcot(TrainablePipe):
 
 def _listens_to_transformer(model: Model) -> bool:
     return any(node.name == "transformer-listener" for node in model.walk())
-
-
-def _softmax(x: numpy.ndarray) -> numpy.ndarray:
-    return numpy.exp(_log_softmax(x))
-
-
-def _log_softmax(x: numpy.ndarray) -> numpy.ndarray:
-    x = numpy.asarray(x, dtype="float32")
-    shifted = x - x.max(axis=-1, keepdims=True)
-    return shifted - numpy.log(numpy.exp(shifted).sum(axis=-1, keepdims=True))
-
-
-def _cross_entropy(
-    logits: numpy.ndarray, targets: numpy.ndarray, weights: Optional[numpy.ndarray] = None
-) -> Tuple[float, numpy.ndarray]:
-    """Summed (per-row ``weights``-weighted) cross-entropy and its gradient w.r.t. the logits."""
-    log_p = _log_softmax(logits)
-    rows = numpy.arange(len(targets))
-    weights = numpy.ones((len(targets),), dtype="float32") if weights is None else weights
-    loss = float(-(weights * log_p[rows, targets]).sum())
-    grad = numpy.exp(log_p)
-    grad[rows, targets] -= 1.0
-    return loss, grad * weights[:, None]

@@ -25,7 +25,7 @@ def efficientnet_lite0_v1(
 
 
 def hf_vision_encoder_v1(
-    name: str, device: str = "cpu", dtype: str = "float32", drop_cls: bool = True, micro_batch: int = 8
+    name: str, device: str = "cpu", dtype: str = "auto", drop_cls: bool = True, micro_batch: int = 8
 ) -> HFVisionEncoder:
     """``mulcot.HFVisionEncoder.v1``: a Hugging Face vision backbone by name or path."""
     return HFVisionEncoder(name, device=device, dtype=dtype, drop_cls=drop_cls, micro_batch=micro_batch)

@@ -6,6 +6,8 @@ import numpy
 import torch
 from PIL import Image
 
+from ..compute import torch_dtype
+
 
 class ImageEncoder:
     """Turns RGB PIL images into a grid of region features and a pooled vector.
@@ -26,7 +28,7 @@ class ImageEncoder:
         # micro_batch: images per forward pass. On CPU, big batches of conv activations
         # spill out of the caches and run slower per image, so a batch is cut into chunks.
         self.device = torch.device(device)
-        self.dtype = _torch_dtype(dtype)
+        self.dtype = _torch_dtype(dtype, device)
         if micro_batch < 1:
             raise ValueError(f"micro_batch must be >= 1, got {micro_batch}")
         self.micro_batch = micro_batch
@@ -68,23 +70,11 @@ class ImageEncoder:
         return out
 
 
-def cpu_has_fast_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively here (AVX512-BF16 / AMX); elsewhere bf16 is emulated and slow."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # pragma: no cover - depends on the torch build
-        return False
-
-
-def _torch_dtype(name: str) -> torch.dtype:
-    """ "auto" picks bf16 where the CPU runs it natively (1.4-1.8x the images/s of fp32
-    here, pooled features within cosine 0.998 of fp32; see the README), fp32 elsewhere."""
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-    if name == "auto":
-        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
-    if name not in table:
-        raise ValueError(f"dtype must be 'auto' or one of {sorted(table)}, got {name!r}")
-    return table[name]
+def _torch_dtype(name: str, device: str = "cpu") -> torch.dtype:
+    """ "auto" picks bf16 where the device runs it natively (1.4-1.8x the images/s of fp32
+    on an AVX512-BF16 CPU, pooled features within cosine 0.998 of fp32; see the README),
+    fp32 elsewhere; an explicit bf16 on a CPU that emulates it warns once."""
+    return torch_dtype(name, setting="image encoder dtype", device=device)
 
 
 def resize_center_crop(image: Image.Image, size: int) -> Image.Image:

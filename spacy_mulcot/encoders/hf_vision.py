@@ -22,7 +22,7 @@ class HFVisionEncoder(ImageEncoder):
         self,
         name_or_path: str,
         device: str = "cpu",
-        dtype: str = "float32",
+        dtype: str = "auto",
         drop_cls: bool = True,
         local_files_only: Optional[bool] = None,
         micro_batch: int = 8,

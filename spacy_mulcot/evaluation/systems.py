@@ -193,7 +193,7 @@ def zero_shot_system(
     sample: int = 32,
     seed: int = 0,
     max_new_tokens: int = 320,
-    dtype: str = "bfloat16",
+    dtype: str = "auto",
 ) -> Dict[str, Any]:
     """A small local LM prompted like the teacher (stage 1 only, no gold), on
     ``sample`` random posts with given aspects: MASC from the label its chain

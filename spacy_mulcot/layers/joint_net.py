@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..data_classes import ClassifierOutput, NetBatch, ReasoningBatch
+from ..losses import Distillation
 from .fusion import DualCrossAttentionFusion, _masked_mean
 
 
@@ -65,6 +66,8 @@ class JointSentimentNet(nn.Module):
         self.doc_out = nn.Sequential(nn.Linear(2 * h, h), nn.GELU(), nn.Dropout(dropout), nn.Linear(h, n_labels))
         # The generator's condition token is the classifier's penultimate vector.
         self.generator = generator
+        #: λ and T of the chain loss, set once by the component (not a weight: not saved).
+        self.distillation = Distillation()
 
     def forward(self, tokens: torch.Tensor, batch: NetBatch, reasoning: Optional[ReasoningBatch] = None):
         """Tag, span and doc logits and the reasoning loss (0 without chain items)."""
@@ -78,8 +81,7 @@ class JointSentimentNet(nn.Module):
                 reasoning.chains,
                 prefix,
                 soft=reasoning.soft,
-                distill_weight=reasoning.distill_weight,
-                temperature=reasoning.temperature,
+                distill=self.distillation,
             )
         return out.tags, out.spans, out.docs, loss
 

@@ -33,6 +33,10 @@ class MulcotShim(PyTorchShim):
         """The reasoning generator (a ``ReasoningGenerator`` or ``PendingGenerator``), or None."""
         return self._model.generator
 
+    def set_distillation(self, distillation) -> None:
+        """λ and T of the chain loss (a :class:`~spacy_mulcot.losses.Distillation`), set once."""
+        self._model.distillation = distillation
+
     def set_generator(self, generator) -> None:
         """Swap in a generator (before weights load: a saved pipeline's own LM)."""
         if self._model.generator is None:

@@ -34,6 +34,8 @@ from typing import List, Optional, Sequence
 import torch
 from torch.nn import functional as F
 
+from ..compute import has_fast_bf16
+
 #: Model types whose decoder layer is the Llama layer (RMSNorm, rotary, SiLU-gated MLP).
 SUPPORTED = ("llama", "qwen2")
 
@@ -109,8 +111,8 @@ class FastDecoder:
     def __init__(self, lm, pack: Optional[bool] = None):
         """pack: prepack the matrices for oneDNN (about 1.7x faster matrix multiplies at
         64 rows in bf16; the same results as ``F.linear`` at decode batch sizes, bf16
-        rounding may differ in the prefill's larger products); None: where possible (a
-        bf16 LM on a CPU)."""
+        rounding may differ in the prefill's larger products); None: where possible and
+        worth it (a bf16 LM on a CPU that runs bf16 natively: elsewhere it is emulated)."""
         if not supports(lm):
             raise TypeError(f"FastDecoder needs a Llama or Qwen2 causal LM, got {type(lm).__name__}")
         config = lm.config
@@ -119,7 +121,7 @@ class FastDecoder:
         possible = _can_pack(self.dtype, self.device)
         if pack and not possible:
             raise ValueError("pack=True needs a bfloat16 LM on a CPU with oneDNN")
-        self.packed = possible if pack is None else bool(pack)
+        self.packed = (possible and has_fast_bf16(self.device)) if pack is None else bool(pack)
         self.n_heads = config.num_attention_heads
         self.n_kv = getattr(config, "num_key_value_heads", None) or self.n_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from ..chains import _HEADER, SECTIONS
-from ..distill.loss import kd_kl, mix
+from ..compute import DTYPE_NAMES, resolve_dtype
 from ..labels import POLARITIES
+from ..losses import Distillation, chain_loss
 from . import decoding
 from .lm import adapt, check_settings, keep_layers, lm_from_config, load_lm  # noqa: F401  (keep_layers: re-exported)
 
@@ -78,8 +79,12 @@ class ReasoningGenerator(nn.Module):
     image_width / condition_width: 0 learns the width on the first call (lazy layer);
         condition_width None: no conditioning token.
     max_chain_tokens: longer training chains are cut (bounds time and memory).
-    train_dtype: "bfloat16" runs the LM's training forward/backward under autocast
-        (about 2.5x faster than fp32 on a bf16-capable CPU); None keeps fp32.
+    train_dtype: the LM's training forward/backward: "auto" (bf16 autocast where the
+        device runs bf16 natively, about 2.5x faster than fp32 on an AVX512-BF16 CPU;
+        fp32 elsewhere, where emulated bf16 is 7-12x slower), "bfloat16" / "float16"
+        (autocast whatever the device; warns on a CPU that emulates it), "float32" or
+        None (no autocast). Resolved per machine at each step, so a saved model trains on
+        whatever the next machine runs best.
     label_in_prompt: the prompt names the label to explain (in training the chain's
         own Prediction, at inference the classifier's decision), so the chain agrees
         with the classifier without rewriting.
@@ -105,8 +110,8 @@ class ReasoningGenerator(nn.Module):
         side = int(round(n_image_tokens**0.5))
         if n_image_tokens < 1 or side * side != n_image_tokens:
             raise ValueError(f"n_image_tokens must be a square (1, 4, 9…), got {n_image_tokens}")
-        if train_dtype not in (None, "bfloat16", "float16"):
-            raise ValueError(f'train_dtype must be null, "bfloat16" or "float16", got {train_dtype!r}')
+        if train_dtype is not None and str(train_dtype).lower() not in DTYPE_NAMES:
+            raise ValueError(f"train_dtype must be null or one of {sorted(DTYPE_NAMES)}, got {train_dtype!r}")
         self.grid = side
         self.max_chain_tokens = max_chain_tokens
         self.train_dtype = train_dtype
@@ -182,36 +187,17 @@ class ReasoningGenerator(nn.Module):
         chains: Sequence[str],
         prefix: torch.Tensor,
         soft: Optional[Sequence[Optional[dict]]] = None,
-        distill_weight: float = 0.0,
-        temperature: float = 1.0,
+        distill: Distillation = Distillation(),
     ) -> torch.Tensor:
         """Mean next-token cross-entropy over the chain tokens (prompt and prefix masked).
 
         soft: per chain, None or a teacher's top-k ``{"ids": (L, k), "logits": (L, k)}``
-        for the same chain tokens (see :meth:`chain_topk`); with ``distill_weight`` λ the
-        loss is ``(1 − λ)·CE + λ·T²·KL(teacher_T ‖ student_T)`` over those k tokens.
+        for the same chain tokens (see :meth:`chain_topk`); with ``distill.weight`` λ the
+        loss is ``(1 − λ)·CE + λ·T²·KL(teacher_T ‖ student_T)`` over those k tokens
+        (:func:`spacy_mulcot.losses.chain_loss`).
         """
         logits, positions, targets = self._forward_chains(prompts, chains, prefix)
-        ce_rows = torch.cat([logits[i, pos] for i, pos in enumerate(positions)]).float()
-        ce = nn.functional.cross_entropy(ce_rows, torch.cat(targets))
-        if not soft or not distill_weight or all(s is None for s in soft):
-            return ce
-        students, teachers = [], []
-        for i, target in enumerate(soft):
-            if target is None:
-                continue
-            ids = torch.as_tensor(target["ids"], device=logits.device).long()
-            if ids.numel() and int(ids.max()) >= logits.shape[-1]:
-                raise ValueError(
-                    f"soft target token id {int(ids.max())} is outside this LM's vocabulary ({logits.shape[-1]}): "
-                    "assistant and student must share a tokenizer"
-                )
-            n = min(len(ids), len(positions[i]))
-            # The student's logits for the assistant's top-k tokens at each chain position.
-            students.append(logits[i, positions[i][:n]].float().gather(-1, ids[:n]))
-            teachers.append(torch.as_tensor(target["logits"], device=logits.device).float()[:n])
-        kl = kd_kl(torch.cat(students), torch.cat(teachers), temperature)
-        return mix(ce, kl, distill_weight)
+        return chain_loss(logits, positions, targets, soft, distill)[0]
 
     def chain_topk(self, prompts: Sequence[str], chains: Sequence[str], prefix: torch.Tensor, k: int = 8) -> List[dict]:
         """The top-k next-token logits at every chain token (teacher-forced), per chain:
@@ -227,14 +213,20 @@ class ReasoningGenerator(nn.Module):
         return out
 
     def _autocast(self, device: torch.device):
-        if self.train_dtype is None:
+        dtype = resolve_dtype(self.train_dtype, setting="generator train_dtype", device=device)
+        if getattr(torch, dtype) == self.lm.dtype:
             return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=getattr(torch, self.train_dtype))
+        return torch.autocast(device.type, dtype=getattr(torch, dtype))
 
     def lm_for_inference(self, dtype: Optional[str]) -> nn.Module:
-        """The LM itself, or a copy in ``dtype`` (e.g. "bfloat16": ~2x faster greedy
-        decoding on this CPU; the fp32 weights stay the ones that train)."""
-        if dtype is None or getattr(torch, dtype) == self.lm.dtype:
+        """The LM itself, or a copy in ``dtype`` ("auto": bf16 where the device runs it
+        natively, ~2x faster greedy decoding on an AVX512-BF16 CPU, else the LM as it
+        is; the fp32 weights stay the ones that train)."""
+        if dtype is None:
+            return self.lm
+        device = next(self.lm.parameters()).device
+        dtype = resolve_dtype(dtype, setting="generation_dtype", device=device)
+        if getattr(torch, dtype) == self.lm.dtype:
             return self.lm
         # One copy per dtype, made again only when the weights have changed since
         # (training steps bump the parameters' version counters): not one per batch.
@@ -456,7 +448,7 @@ def reasoning_generator_v1(
     name: str = "SmolLM2-135M-Instruct",
     n_image_tokens: int = 4,
     max_chain_tokens: int = 400,
-    train_dtype: Optional[str] = "bfloat16",
+    train_dtype: Optional[str] = "auto",
     n_layers: Optional[int] = None,
     label_in_prompt: bool = False,
     dtype: str = "float32",

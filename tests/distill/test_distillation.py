@@ -13,7 +13,8 @@ import spacy
 import torch
 from spacy.tokens import DocBin
 
-from spacy_mulcot.architectures import generator_of
+from spacy_mulcot.architectures import generator_of, net_shim
+from spacy_mulcot.losses import Distillation
 from spacy_mulcot.readers.corpus import make_example
 
 from ..components.test_mulcot import fresh, train
@@ -105,8 +106,10 @@ def test_distilled_student_trains_with_the_mixed_loss(assistant, tiny_lm_path, t
     )
     assert history[-1] < 0.3 * history[0], history[::5]
     assert reasoning[-1] < 0.3 * reasoning[0], reasoning[::5]
-    # the span part of the loss is (1 - λ)·CE + λ·T²·KL and its gradient is exact
+    # λ and T were given to the model once, when the component was built
     pipe = student.get_pipe("mulcot")
+    assert net_shim(pipe.model).net.distillation == Distillation(0.5, 2.0) == pipe.distillation
+    # the span part of the loss is (1 - λ)·CE + λ·T²·KL and its gradient is exact
     golds = [pipe._gold(eg) for eg in examples]
     logits = numpy.random.RandomState(0).randn(2, 3).astype("float32")
     hard = numpy.zeros_like(logits)

@@ -12,6 +12,7 @@ from typing import Optional
 
 import torch
 
+from ...compute import torch_dtype as compute_dtype
 from ...hub import resolve_model_path
 from .base import TeacherError, TeacherReply, TeacherRequest
 from .openai_compatible import SYSTEM
@@ -36,7 +37,7 @@ class HFLocal:
         path = resolve_model_path(model)
         config = AutoConfig.from_pretrained(path)
         self.multimodal = getattr(config, "vision_config", None) is not None
-        torch_dtype = _dtype(dtype)
+        torch_dtype = _dtype(dtype, device)
         if self.multimodal:
             from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -112,12 +113,10 @@ class HFLocal:
         )
 
 
-def _dtype(name: str):
-    if name == "auto":
-        return "auto"
-    if not hasattr(torch, name):
-        raise ValueError(f"Unknown torch dtype {name!r}")
-    return getattr(torch, name)
+def _dtype(name: str, device: str):
+    """ "auto": bf16 where the device runs it natively, fp32 elsewhere (not the
+    checkpoint's own type: a bf16 checkpoint on an AVX2 CPU would run 7-12x slower)."""
+    return compute_dtype(name, setting="teacher dtype", device=device)
 
 
 #: Registered as ``mulcot.HFLocal.v1``: the class itself, so its arguments are the config's.

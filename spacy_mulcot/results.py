@@ -1,0 +1,123 @@
+"""``results/`` → markdown tables (mean ± std over seeds, n): the only source of the
+figures README and docs/ quote, so none of them is typed by hand.
+
+``python -m spacy_mulcot results`` prints the tables; ``--update FILE`` rewrites the
+block between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` in FILE.
+"""
+
+import json
+import re
+import statistics
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+#: (column, split, key in scores or record, scale)
+COLUMNS: Sequence[Tuple[str, str, str, float]] = (
+    ("MASC acc", "test", "mulcot_masc_acc", 100.0),
+    ("MASC macro-F1", "test", "mulcot_masc_macro_f", 100.0),
+    ("MATE F1", "test", "mulcot_mate_f", 100.0),
+    ("JMASA F1", "test", "mulcot_jmasa_f", 100.0),
+    ("dev MASC acc", "dev", "mulcot_masc_acc", 100.0),
+    ("dev MASC macro-F1", "dev", "mulcot_masc_macro_f", 100.0),
+    ("dev MATE F1", "dev", "mulcot_mate_f", 100.0),
+    ("dev JMASA F1", "dev", "mulcot_jmasa_f", 100.0),
+)
+
+
+def load_results(results_dir: Path) -> Dict[str, List[dict]]:
+    """Every ``results/NAME/seed-N.json``, by NAME, sorted by seed."""
+    out: Dict[str, List[dict]] = {}
+    for path in sorted(Path(results_dir).glob("*/seed-*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from e
+        out.setdefault(path.parent.name, []).append(record)
+    for records in out.values():
+        records.sort(key=lambda r: r.get("seed", 0))
+    return out
+
+
+def mean_std(values: Sequence[float], digits: int = 1) -> str:
+    """ "m ± s" (sample std; "m" alone for one value)."""
+    if not values:
+        return "–"
+    m = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def _score(record: dict, split: str, key: str) -> Optional[float]:
+    value = (record.get(split) or {}).get("scores", {}).get(key)
+    return float(value) if value is not None else None
+
+
+def scores_table(results: Dict[str, List[dict]], names: Optional[Sequence[str]] = None) -> str:
+    """Twitter-2015 scores per recipe: test and dev metrics, mean ± std over seeds."""
+    names = list(names) if names else sorted(results)
+    header = ["system", "n"] + [c[0] for c in COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "| --- | ---: |" + " ---: |" * len(COLUMNS)]
+    for name in names:
+        records = results.get(name, [])
+        cells = [f"`{name}`", str(len(records))]
+        for _, split, key, scale in COLUMNS:
+            values = [v * scale for v in (_score(r, split, key) for r in records) if v is not None]
+            cells.append(mean_std(values))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cost_table(results: Dict[str, List[dict]], names: Optional[Sequence[str]] = None) -> str:
+    """Training time, docs/s and size per recipe, with the CPU and commits they came from."""
+    names = list(names) if names else sorted(results)
+    lines = [
+        "| system | n | train min (wall) | train CPU-min | test docs/s | params (M) | CPU | commits |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for name in names:
+        records = results.get(name, [])
+        wall = [r["train"]["wall_s"] / 60 for r in records if r.get("train")]
+        cpu = [r["train"]["cpu_s"] / 60 for r in records if r.get("train", {}).get("cpu_s") is not None]
+        docs = [r["test"]["docs_per_s"] for r in records if (r.get("test") or {}).get("docs_per_s")]
+        params = sorted({(r.get("test") or {}).get("params_m") for r in records} - {None})
+        cpus = sorted({_cpu_short(r.get("cpu") or {}) for r in records})
+        commits = sorted({str(r.get("commit", "?"))[:7] for r in records})
+        lines.append(
+            f"| `{name}` | {len(records)} | {mean_std(wall)} | {mean_std(cpu)} | {mean_std(docs)} | "
+            f"{', '.join(f'{p:g}' for p in params) or '–'} | {'; '.join(cpus)} | {', '.join(commits)} |"
+        )
+    return "\n".join(lines)
+
+
+def _cpu_short(cpu: dict) -> str:
+    if not cpu:
+        return "?"
+    kind = "bf16" if cpu.get("fast_bf16") else ("AVX-512" if cpu.get("avx512") else "AVX2")
+    if cpu.get("amx"):
+        kind += "+AMX"
+    return f"{cpu.get('model', '?')} ({kind})"
+
+
+def render(results_dir: Path, names: Optional[Sequence[str]] = None) -> str:
+    results = load_results(results_dir)
+    if not results:
+        raise FileNotFoundError(f"no results/NAME/seed-N.json under {results_dir}")
+    names = [n for n in names if n in results] if names else None
+    return (
+        "Twitter-2015, percent, mean ± std over seeds (n = seeds); test scored once per seed on the "
+        "best dev checkpoint.\n\n" + scores_table(results, names) + "\n\n" + cost_table(results, names) + "\n"
+    )
+
+
+def update_block(path: Path, block: str, text: str) -> bool:
+    """Replace the text between ``<!-- results:BLOCK -->`` and ``<!-- /results:BLOCK -->``
+    in ``path``; returns whether it changed. A file without the markers is an error."""
+    content = path.read_text(encoding="utf-8")
+    pattern = re.compile(rf"(<!-- results:{re.escape(block)} -->\n)(.*?)(<!-- /results:{re.escape(block)} -->)", re.S)
+    if not pattern.search(content):
+        raise ValueError(f"{path} has no <!-- results:{block} --> … <!-- /results:{block} --> block")
+    new = pattern.sub(lambda m: m.group(1) + text.rstrip("\n") + "\n" + m.group(3), content, count=1)
+    if new != content:
+        path.write_text(new, encoding="utf-8")
+    return new != content

@@ -1,0 +1,134 @@
+"""The multi-seed runner and the results tables: a recipe trains (real `spacy train`
+on handwritten posts), its record lands in results/NAME/seed-N.json, a seed with a
+record is skipped, an interrupted seed resumes at its last stage, and the tables are
+computed from the records (mean ± std, n)."""
+
+import json
+
+import pytest
+import spacy
+from spacy.tokens import DocBin
+
+from spacy_mulcot import experiments
+from spacy_mulcot.results import load_results, mean_std, render, update_block
+
+from .components.test_mulcot import gold_docs
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    """A tiny corpus (4 posts with images), a recipe file, and a private cache."""
+    monkeypatch.setenv("MULCOT_CACHE", str(tmp_path / "cache"))
+    nlp = spacy.blank("en")
+    corpus = tmp_path / "corpus" / "tiny"
+    corpus.mkdir(parents=True)
+    db = DocBin(store_user_data=True)
+    for doc in gold_docs(nlp, tmp_path):
+        db.add(doc)
+    for split in ("train", "dev", "test"):
+        db.to_disk(corpus / f"{split}.spacy")
+    recipes = tmp_path / "recipes.yml"
+    recipes.write_text(
+        """
+tiny:
+  description: "the reference config, 2 steps"
+  config: configs/mulcot_cpu.cfg
+  dataset: tiny
+  train: tiny/train.spacy
+  dev: tiny/dev.spacy
+  test: tiny/test.spacy
+  overrides:
+    training.max_steps: 2
+    training.eval_frequency: 1
+    training.optimizer.learn_rate.warmup_steps: 1
+    training.optimizer.learn_rate.total_steps: 2
+    components.mulcot.model.hidden_width: 32
+    components.mulcot.model.attention_heads: 2
+"""
+    )
+    return tmp_path, recipes
+
+
+def test_runner_writes_skips_and_resumes(setup):
+    tmp, recipes = setup
+    kw = dict(recipes_path=recipes, corpus_dir=tmp / "corpus", results_dir=tmp / "results", log=lambda _: None)
+    (record,) = experiments.run_experiment("tiny", [3], **kw)
+    path = tmp / "results" / "tiny" / "seed-3.json"
+    saved = json.loads(path.read_text())
+    assert saved == record
+    assert saved["seed"] == 3 and saved["recipe"] == "tiny"
+    assert set(saved["test"]["scores"]) >= {"mulcot_masc_acc", "mulcot_mate_f", "mulcot_jmasa_f"}
+    assert saved["dev"]["n_posts"] == 4 and saved["test"]["docs_per_s"] > 0
+    assert saved["train"]["wall_s"] > 0 and saved["cpu"]["model"] and len(saved["commit"]) >= 7
+    assert "--system.seed 3" in saved["command"] and "--training.max_steps 2" in saved["command"]
+    run = tmp / "cache" / "runs" / "tiny"
+    assert (next(run.iterdir()) / "seed-3" / "training" / "model-best" / "meta.json").exists()
+
+    # a seed with a record is skipped: nothing is trained or scored again
+    stamp = path.stat().st_mtime_ns
+    experiments.run_experiment("tiny", [3], **kw)
+    assert path.stat().st_mtime_ns == stamp
+
+    # interrupted after training and dev scoring: resumes at test scoring, same training
+    seed_dir = next(run.iterdir()) / "seed-3"
+    train_json = (seed_dir / "train.json").read_text()
+    model_stamp = (seed_dir / "training" / "model-best" / "meta.json").stat().st_mtime_ns
+    path.unlink()
+    (seed_dir / "test.json").unlink()
+    (again,) = experiments.run_experiment("tiny", [3], **kw)
+    assert (seed_dir / "train.json").read_text() == train_json
+    assert (seed_dir / "training" / "model-best" / "meta.json").stat().st_mtime_ns == model_stamp
+    assert again["test"]["scores"] == record["test"]["scores"]  # the same model scored again
+
+    # the tables come from the records
+    table = render(tmp / "results")
+    assert "`tiny`" in table and "| 1 |" in table
+
+
+def test_runner_refuses_bad_input(setup):
+    tmp, recipes = setup
+    kw = dict(recipes_path=recipes, results_dir=tmp / "results", log=lambda _: None)
+    with pytest.raises(KeyError, match="known: tiny"):
+        experiments.run_experiment("nope", [0], corpus_dir=tmp / "corpus", **kw)
+    with pytest.raises(FileNotFoundError, match="--data-dir"):
+        experiments.run_experiment("tiny", [0], corpus_dir=tmp / "elsewhere", **kw)
+    bad = tmp / "bad.yml"
+    bad.write_text("tiny:\n  config: configs/mulcot_cpu.cfg\n  train: a\n")
+    with pytest.raises(ValueError, match="missing"):
+        experiments.load_recipes(bad)
+
+
+def _record(name, seed, masc, mate, wall):
+    scores = {"mulcot_masc_acc": masc, "mulcot_masc_macro_f": masc - 0.05, "mulcot_mate_f": mate, "mulcot_jmasa_f": 0.5}
+    return {
+        "name": name,
+        "seed": seed,
+        "commit": "abcdef1234",
+        "cpu": {"model": "Test CPU", "fast_bf16": False, "avx512": False},
+        "train": {"wall_s": wall, "cpu_s": 2 * wall},
+        "dev": {"scores": scores},
+        "test": {"scores": scores, "docs_per_s": 50.0, "params_m": 30.0},
+    }
+
+
+def test_tables_are_mean_and_std_over_seeds(tmp_path):
+    for seed, (masc, mate) in enumerate([(0.70, 0.80), (0.74, 0.82), (0.72, 0.84)]):
+        path = tmp_path / "a" / f"seed-{seed}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(_record("a", seed, masc, mate, 600.0)))
+    results = load_results(tmp_path)
+    assert [r["seed"] for r in results["a"]] == [0, 1, 2]
+    table = render(tmp_path)
+    assert "| `a` | 3 | 72.0 ± 2.0 | 67.0 ± 2.0 | 82.0 ± 2.0 | 50.0 ± 0.0 |" in table
+    assert "| `a` | 3 | 10.0 ± 0.0 | 20.0 ± 0.0 | 50.0 ± 0.0 | 30 | Test CPU (AVX2) | abcdef1 |" in table
+    assert mean_std([1.0]) == "1.0" and mean_std([]) == "–"
+    doc = tmp_path / "README.md"
+    doc.write_text("intro\n<!-- results:twitter2015 -->\nold\n<!-- /results:twitter2015 -->\nend\n")
+    assert update_block(doc, "twitter2015", table)
+    assert "old" not in doc.read_text() and "72.0 ± 2.0" in doc.read_text() and doc.read_text().endswith("end\n")
+    assert not update_block(doc, "twitter2015", table)  # unchanged the second time
+    with pytest.raises(ValueError, match="results:other"):
+        update_block(doc, "other", table)
+    (tmp_path / "a" / "seed-3.json").write_text("{not json")
+    with pytest.raises(ValueError, match="seed-3.json"):
+        load_results(tmp_path)
