@@ -117,3 +117,45 @@ def test_local_teacher_dtype_follows_the_capability(fast, expected):
 
     with force_fast_bf16(fast):
         assert _dtype("auto", "cpu") == expected
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_transformer_trains_under_autocast_only_where_bf16_is_native(fast, tmp_path):
+    """The reference config's transformer settings: train_dtype "auto" (bf16 autocast
+    where native) and frozen word-piece embeddings; the loss still falls."""
+    import spacy
+    import torch
+
+    from spacy_mulcot.readers.corpus import make_example
+
+    from .components.test_mulcot import TRANSFORMER, gold_docs, train
+
+    with force_fast_bf16(fast):
+        nlp = spacy.blank("en")
+        config = {"model": {**TRANSFORMER["model"], "train_dtype": "auto", "freeze_embeddings": True}}
+        nlp.add_pipe("transformer", config=config)
+        nlp.add_pipe("mulcot_image")
+        nlp.add_pipe("mulcot", config={"model": {"hidden_width": 32, "attention_heads": 2}})
+        examples = [make_example(d) for d in gold_docs(nlp, tmp_path)]
+        seen = []
+
+        def spy(module, args, out):
+            if type(module).__name__ == "BertModel" and torch.is_grad_enabled():  # training forwards
+                seen.append(torch.is_autocast_enabled("cpu"))
+
+        handle = torch.nn.modules.module.register_module_forward_hook(spy)
+        try:
+            history = train(nlp, examples, steps=12)
+        finally:
+            handle.remove()
+    from transformers import AutoModel
+
+    from spacy_mulcot.hub import resolve_model_path
+
+    pretrained = AutoModel.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
+    hf = nlp.get_pipe("transformer").model.layers[0].shims[0]._model
+    assert history[-1] < 0.7 * history[0], history
+    assert seen and all(s is fast for s in seen)
+    assert torch.equal(hf.get_input_embeddings().weight, pretrained.get_input_embeddings().weight)  # frozen
+    query = pretrained.encoder.layer[0].attention.self.query.weight
+    assert not torch.equal(hf.encoder.layer[0].attention.self.query.weight, query)  # trained
