@@ -64,7 +64,7 @@ def main(
                 if eval_frequency:
                     cmd += ["--training.eval_frequency", str(eval_frequency)]
                 cmd += extra
-                timing = _run(cmd, ROOT, Path(tmp) / "train.log", env)
+                timing = _run(cmd, code, Path(tmp) / "train.log", env)  # cwd = code: `-m` imports from it first
                 meta = json.loads((Path(tmp) / "model-best" / "meta.json").read_text())
             times[name].append(timing)
             scores[name].append(meta.get("performance", {}))
