@@ -42,7 +42,7 @@ def main(
     output: Optional[Path] = typer.Option(None, help="JSON report"),
 ):
     from spacy_mulcot.compute import cpu_label, describe_cpu
-    from spacy_mulcot.experiments import ROOT, _run, code_root, git_commit
+    from spacy_mulcot.experiments import ROOT, _run, code_root, git_commit, module_cmd
 
     sides = {"base": code_root(base), "new": ROOT}
     commits = {name: git_commit(path) for name, path in sides.items()}
@@ -58,13 +58,13 @@ def main(
             if code != ROOT:
                 env["PYTHONPATH"] = os.pathsep.join([str(code), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
             with tempfile.TemporaryDirectory() as tmp:
-                cmd = [sys.executable, "-m", "spacy", "train", str(code / config), "--output", tmp]
+                cmd = module_cmd(code, "spacy", "train", str(code / config), "--output", tmp)
                 cmd += ["--paths.train", str(train.resolve()), "--paths.dev", str(dev.resolve())]
                 cmd += ["--training.max_steps", str(steps), "--training.optimizer.learn_rate.total_steps", str(steps)]
                 if eval_frequency:
                     cmd += ["--training.eval_frequency", str(eval_frequency)]
                 cmd += extra
-                timing = _run(cmd, code, Path(tmp) / "train.log", env)  # cwd = code: `-m` imports from it first
+                timing = _run(cmd, Path.cwd(), Path(tmp) / "train.log", env)
                 meta = json.loads((Path(tmp) / "model-best" / "meta.json").read_text())
             times[name].append(timing)
             scores[name].append(meta.get("performance", {}))

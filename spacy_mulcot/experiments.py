@@ -108,6 +108,21 @@ def code_root(ref: Optional[str]) -> Path:
     return tree
 
 
+#: Runs a module with a code root first on sys.path, ahead of the working directory
+#: (``python -m`` puts the working directory first, which would import this checkout's
+#: package instead of the worktree's; the working directory must stay, since corpora
+#: store image paths relative to it).
+_LAUNCH = (
+    "import runpy, sys; sys.path.insert(0, sys.argv[1]); module = sys.argv[2]; "
+    "sys.argv = [module] + sys.argv[3:]; runpy.run_module(module, run_name='__main__', alter_sys=True)"
+)
+
+
+def module_cmd(code: Path, module: str, *args: str) -> List[str]:
+    """``python -m MODULE ARGS`` importing from ``code`` first."""
+    return [sys.executable, "-c", _LAUNCH, str(code), module, *args]
+
+
 def run_key(recipe: Recipe, code: Path, commit: str) -> str:
     """What the trained models depend on: config text, overrides, code commit."""
     text = (code / recipe.config).read_text(encoding="utf-8")
@@ -196,12 +211,9 @@ def run_seed(
     run = cache_dir() / "runs" / name / run_key(recipe, code, commit) / f"seed-{seed}"
     run.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    if code != ROOT:
+    if code != ROOT:  # the worktree's package for every process these start
         env["PYTHONPATH"] = os.pathsep.join([str(code), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    train_cmd = [
-        sys.executable,
-        "-m",
-        "spacy",
+    train_args = [
         "train",
         str(code / recipe.config),
         "--output",
@@ -218,7 +230,7 @@ def run_seed(
     if not train_json.exists():
         shutil.rmtree(run / "training", ignore_errors=True)  # an interrupted training starts over
         log(f"[{name} seed {seed}] training ({run / 'train.log'})")
-        timing = _run(train_cmd, code, run / "train.log", env)
+        timing = _run(module_cmd(code, "spacy", *train_args), Path.cwd(), run / "train.log", env)
         _write_atomic(train_json, timing)
     timing = json.loads(train_json.read_text())
     model = run / "training" / "model-best"
@@ -227,20 +239,9 @@ def run_seed(
         path = run / f"{split}.json"
         if not path.exists():
             log(f"[{name} seed {seed}] scoring {split}")
-            _run(
-                [
-                    sys.executable,
-                    "-m",
-                    "spacy_mulcot",
-                    "benchmark",
-                    str(model),
-                    str((corpus_dir / getattr(recipe, split)).resolve()),
-                ]
-                + ["--name", f"{name}-{seed}", "--reasoning-sample", "0", "--output", str(path)],
-                code,
-                run / f"{split}.log",
-                env,
-            )
+            args = ["benchmark", str(model), str((corpus_dir / getattr(recipe, split)).resolve())]
+            args += ["--name", f"{name}-{seed}", "--reasoning-sample", "0", "--output", str(path)]
+            _run(module_cmd(code, "spacy_mulcot", *args), Path.cwd(), run / f"{split}.log", env)
         scores[split] = _compact(json.loads(path.read_text()))
     record = {
         "recipe": recipe.name,
@@ -255,7 +256,7 @@ def run_seed(
         "train": timing,
         "dev": scores["dev"],
         "test": scores["test"],
-        "command": " ".join(["python", "-m", "spacy", "train", *train_cmd[4:]]).replace(str(ROOT) + "/", ""),
+        "command": " ".join(["python", "-m", "spacy", *train_args]).replace(str(code) + "/", ""),
         "cache": str(run),
     }
     _write_atomic(out, record)
