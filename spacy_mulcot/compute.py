@@ -10,6 +10,7 @@ warns once per setting, naming the slowdown.
 
 import functools
 import logging
+import os
 import warnings
 from contextlib import contextmanager
 from typing import Iterator, Optional, Set
@@ -47,8 +48,15 @@ def _probe_cpu_bf16() -> bool:
 
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU runs bf16 natively (oneDNN's own check: AVX512-BF16 / AMX).
-    :func:`force_fast_bf16` overrides it (tests, or to reproduce another machine)."""
-    return _probe_cpu_bf16() if _forced is None else _forced
+    :func:`force_fast_bf16` overrides it (tests), and so does the environment variable
+    ``MULCOT_FAST_BF16=0|1`` (to reproduce another machine's choice, e.g. with
+    ``ONEDNN_MAX_CPU_ISA=AVX2``, which makes oneDNN run like an AVX2-only CPU)."""
+    if _forced is not None:
+        return _forced
+    env = os.environ.get("MULCOT_FAST_BF16", "").strip()
+    if env in ("0", "1"):
+        return env == "1"
+    return _probe_cpu_bf16()
 
 
 def has_fast_bf16(device: "str | torch.device" = "cpu") -> bool:
