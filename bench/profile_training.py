@@ -85,6 +85,17 @@ class Timers:
                 self._stack[-1][1] = end
 
 
+def timed_method(timers: Timers, cls: type, attr: str, stage: str) -> None:
+    """Time every call of ``cls.attr`` as ``stage``."""
+    method = getattr(cls, attr)
+
+    def timed(self, *args, **kwargs):
+        with timers.time(stage):
+            return method(self, *args, **kwargs)
+
+    setattr(cls, attr, timed)
+
+
 def install(timers: Timers) -> None:
     """Wrap the stages' entry points (class attributes: every instance is timed)."""
     import torch
@@ -123,13 +134,7 @@ def install(timers: Timers) -> None:
 
     ImageFeaturizer.pipe = timed_image_pipe
 
-    embed = RationaleEncoder.encode
-
-    def timed_embed(self, chains):
-        with timers.time("rationale encoder"):
-            return embed(self, chains)
-
-    RationaleEncoder.encode = timed_embed
+    timed_method(timers, RationaleEncoder, "encode", "rationale encoder")
 
     # Generator: forward by hooks on its LM; backward between the gradient reaching the
     # logits and reaching the input embeddings.
@@ -172,29 +177,16 @@ def install(timers: Timers) -> None:
         cls.begin_update = timed_begin_update
 
     wrap_shim(HFShim, "transformer")
-    # The transformer's optimizer step runs inside its listener's backprop (spacy-transformers).
-    from spacy_transformers.layers.transformer_model import TransformerModel
-
-    trf_finish = TransformerModel.finish_update
-
-    def timed_trf_model_finish(self, sgd):
-        with timers.time("optimizer"):
-            return trf_finish(self, sgd)
-
-    TransformerModel.finish_update = timed_trf_model_finish
     wrap_shim(MulcotShim, "fusion network")
 
-    # TrainablePipe is a compiled type: wrap mulcot's own class (the transformer's
-    # model is wrapped below: its step runs from its listener's backprop).
+    # The optimizer: mulcot's own class (TrainablePipe is a compiled type), and the
+    # transformer's model, whose step runs inside its listener's backprop.
+    from spacy_transformers.layers.transformer_model import TransformerModel
+
     from spacy_mulcot.components.mulcot import Mulcot
 
-    finish = Mulcot.finish_update
-
-    def timed_finish(self, sgd):
-        with timers.time("optimizer"):
-            return finish(self, sgd)
-
-    Mulcot.finish_update = timed_finish
+    timed_method(timers, Mulcot, "finish_update", "optimizer")
+    timed_method(timers, TransformerModel, "finish_update", "optimizer")
 
     update = Language.update
 

@@ -140,7 +140,7 @@ def test_transformer_trains_under_autocast_only_where_bf16_is_native(fast, tmp_p
         seen = []
 
         def spy(module, args, out):
-            if type(module).__name__ == "BertModel" and torch.is_grad_enabled():  # training forwards
+            if type(module).__name__ == "BertLayer" and torch.is_grad_enabled():  # inside training forwards
                 seen.append(torch.is_autocast_enabled("cpu"))
 
         handle = torch.nn.modules.module.register_module_forward_hook(spy)
