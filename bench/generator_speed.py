@@ -58,8 +58,7 @@ def main(
     gens = {name: reasoning_generator_v1(model, train_dtype=name, max_chain_tokens=max_chain_tokens) for name in names}
     first = gens[names[0]]
     prefix_width = first.lm.get_input_embeddings().embedding_dim
-    labels = {"POS": "positive", "NEU": "neutral", "NEG": "negative"}
-    prompts = [build_prompt(first.tokenizer, t, a, labels.get(lab, lab)) for t, a, lab, _ in items]
+    prompts = [build_prompt(first.tokenizer, t, a, lab or None) for t, a, lab, _ in items]
     chains = [c for *_, c in items]
     n_tokens = [
         min(len(first.tokenizer(c, add_special_tokens=False)["input_ids"]), max_chain_tokens) + 1 for c in chains

@@ -742,9 +742,9 @@ def experiment(
     for r in records:
         test = r["test"]["scores"]
         typer.echo(
-            f"{r['name']} seed {r['seed']}: test MASC {100 * test['mulcot_masc_acc']:.1f} / "
-            f"{100 * test['mulcot_masc_macro_f']:.1f}, MATE {100 * test['mulcot_mate_f']:.1f}, "
-            f"JMASA {100 * test['mulcot_jmasa_f']:.1f}; trained in {r['train']['wall_s'] / 60:.1f} min"
+            f"{r['name']} seed {r['seed']}: test MASC {test['mulcot_masc_acc']:.1f} / "
+            f"{test['mulcot_masc_macro_f']:.1f}, MATE {test['mulcot_mate_f']:.1f}, "
+            f"JMASA {test['mulcot_jmasa_f']:.1f}; trained in {r['train']['wall_s'] / 60:.1f} min"
         )
 
 

@@ -11,16 +11,16 @@ import statistics
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-#: (column, split, key in scores or record, scale)
+#: (column, split, key in the benchmark record's scores (percent), scale)
 COLUMNS: Sequence[Tuple[str, str, str, float]] = (
-    ("MASC acc", "test", "mulcot_masc_acc", 100.0),
-    ("MASC macro-F1", "test", "mulcot_masc_macro_f", 100.0),
-    ("MATE F1", "test", "mulcot_mate_f", 100.0),
-    ("JMASA F1", "test", "mulcot_jmasa_f", 100.0),
-    ("dev MASC acc", "dev", "mulcot_masc_acc", 100.0),
-    ("dev MASC macro-F1", "dev", "mulcot_masc_macro_f", 100.0),
-    ("dev MATE F1", "dev", "mulcot_mate_f", 100.0),
-    ("dev JMASA F1", "dev", "mulcot_jmasa_f", 100.0),
+    ("MASC acc", "test", "mulcot_masc_acc", 1.0),
+    ("MASC macro-F1", "test", "mulcot_masc_macro_f", 1.0),
+    ("MATE F1", "test", "mulcot_mate_f", 1.0),
+    ("JMASA F1", "test", "mulcot_jmasa_f", 1.0),
+    ("dev MASC acc", "dev", "mulcot_masc_acc", 1.0),
+    ("dev MASC macro-F1", "dev", "mulcot_masc_macro_f", 1.0),
+    ("dev MATE F1", "dev", "mulcot_mate_f", 1.0),
+    ("dev JMASA F1", "dev", "mulcot_jmasa_f", 1.0),
 )
 
 
