@@ -123,17 +123,15 @@ def module_cmd(code: Path, module: str, *args: str) -> List[str]:
     return [sys.executable, "-c", _LAUNCH, str(code), module, *args]
 
 
-def run_key(recipe: Recipe, code: Path, commit: str) -> str:
-    """What the trained models depend on: config text, overrides, code commit."""
-    text = (code / recipe.config).read_text(encoding="utf-8")
-    blob = json.dumps({"config": text, "overrides": recipe.overrides, "commit": commit}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
 def config_hash(recipe: Recipe, code: Path) -> str:
     """The producing config's hash (text + overrides), recorded with every result."""
     text = (code / recipe.config).read_text(encoding="utf-8")
     return hashlib.sha256(json.dumps([text, recipe.overrides], sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_key(recipe: Recipe, code: Path, commit: str) -> str:
+    """What the trained models depend on: the config's hash and the code's commit."""
+    return hashlib.sha256(f"{config_hash(recipe, code)} {commit}".encode()).hexdigest()[:12]
 
 
 def _override_args(overrides: Dict[str, Any]) -> List[str]:

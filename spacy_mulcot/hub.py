@@ -212,7 +212,9 @@ def transformer_model_v1(
         mixed_precision=mixed_precision,
         grad_scaler_config=grad_scaler_config or {},
     )
-    fp32 = torch_dtype("float32", setting="")
+    import torch
+
+    fp32 = torch.float32
     predict = torch_dtype(inference_dtype, setting="transformer inference_dtype") if inference_dtype else fp32
     train = torch_dtype(train_dtype, setting="transformer train_dtype") if train_dtype else fp32
     if predict != fp32 or train != fp32 or freeze_embeddings:
