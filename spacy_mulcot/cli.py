@@ -1,18 +1,23 @@
 """Command line: ``python -m spacy_mulcot convert ...`` and friends (typer)."""
 
+import functools
 import json
+import os
 import random
+import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, List, Optional
+from typing import Callable, Iterable, List, NoReturn, Optional
 
 import spacy
 import typer
 from spacy.tokens import Doc, DocBin
 from tqdm import tqdm
 
+from .atomic import atomic_path, write_json, write_text
 from .doc_model import ASPECTS_KEY
+from .errors import NoGeneratorError
 from .images import ImageError
 from .readers import ChainIndex, ReadStats, RowError, read_docbin, read_jsonl, read_mvsa, read_twitter
 
@@ -23,6 +28,60 @@ app.add_typer(convert_app, name="convert")
 SPLITS = ("train", "dev", "test")
 
 
+@app.callback()
+def main(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the full traceback of an error (also: MULCOT_DEBUG=1)", is_eager=True
+    ),
+) -> None:
+    """spacy-mulcot: multimodal aspect sentiment with reasoning, for spaCy."""
+    if debug:
+        os.environ["MULCOT_DEBUG"] = "1"
+
+
+def _left_as_was(output: Path) -> str:
+    return f"{output} was left as it was" if output.exists() else f"{output} was not written"
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    """One line on stderr and the exit code; inside an ``except`` block, ``--debug`` /
+    ``MULCOT_DEBUG=1`` re-raise instead, so the traceback shows."""
+    if _debug() and sys.exc_info()[0] is not None:
+        raise
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code) from None
+
+
+def _debug() -> bool:
+    return os.environ.get("MULCOT_DEBUG", "").lower() in ("1", "true", "yes")
+
+
+#: What a user's input or setup can cause (a missing or malformed file, a bad image, a
+#: pipeline that cannot do what was asked): one line, not a traceback.
+USER_ERRORS = (RowError, ImageError, NoGeneratorError, OSError, ValueError)
+
+
+def _one_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def user_errors(func: Callable) -> Callable:
+    """A command whose user errors (``USER_ERRORS``) end in ``error: …`` and exit 1;
+    Ctrl-C in ``interrupted`` and exit 130."""
+
+    @functools.wraps(func)
+    def command(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except USER_ERRORS as err:
+            _fail(_one_line(err))
+        except KeyboardInterrupt:
+            _fail("interrupted", code=130)
+
+    return command
+
+
 def _write(docs: Iterable[Doc], output: Path, desc: str) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     db = DocBin(attrs=["ORTH"], store_user_data=True)
@@ -30,14 +89,14 @@ def _write(docs: Iterable[Doc], output: Path, desc: str) -> int:
     for doc in tqdm(docs, desc=desc, unit="doc", leave=False, disable=None):
         db.add(doc)
         n += 1
-    db.to_disk(output)
+    with atomic_path(output) as tmp:
+        db.to_disk(tmp)
     return n
 
 
 def _write_json(data: dict, path: Path) -> None:
-    """Indented JSON at ``path``, its folder made."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2))
+    """Indented JSON at ``path``, its folder made, written atomically."""
+    write_json(path, data)
 
 
 def _report(stats: ReadStats, output: Path, extra: Optional[dict] = None) -> None:
@@ -189,7 +248,7 @@ def render(
         cfg = {"mulcot": {"generate_reasoning": chains}} if "mulcot" in nlp.pipe_names else {}
         predicted = list(nlp.pipe(inputs, component_cfg=cfg))
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render_page(gold, predicted, title=title or str(corpus)), encoding="utf-8")
+    write_text(output, render_page(gold, predicted, title=title or str(corpus)))
     typer.echo(f"{output}: " + ", ".join(f"{k} {v}" for k, v in summary(gold, predicted).items()))
 
 
@@ -582,16 +641,18 @@ def predict_command(
     image_dir: Optional[Path] = typer.Option(
         None, help="Base folder of relative image paths (default: the input's folder)"
     ),
-    batch_size: int = typer.Option(32, help="Posts per nlp.pipe batch"),
-    max_new_tokens: Optional[int] = typer.Option(None, help="Chain length limit (default: the pipeline's)"),
+    batch_size: int = typer.Option(32, min=1, help="Posts per nlp.pipe batch"),
+    max_new_tokens: Optional[int] = typer.Option(None, min=1, help="Chain length limit (default: the pipeline's)"),
     output_format: Optional[str] = typer.Option(None, "--format", help="jsonl | csv (default: from OUTPUT's suffix)"),
     engine: str = typer.Option("local", help="local (this process) | ray (shards over Ray actors, fault-tolerant)"),
-    workers: Optional[int] = typer.Option(None, help="ray: actors (default: the cluster's CPUs / --cpus-per-worker)"),
-    cpus_per_worker: int = typer.Option(1, help="ray: CPUs (and torch threads) per actor"),
+    workers: Optional[int] = typer.Option(
+        None, min=1, help="ray: actors (default: the cluster's CPUs / --cpus-per-worker)"
+    ),
+    cpus_per_worker: int = typer.Option(1, min=1, help="ray: CPUs (and torch threads) per actor"),
     gpus_per_worker: float = typer.Option(0.0, help="ray: GPUs per actor"),
     address: Optional[str] = typer.Option(None, help="ray: cluster address (default: start a local one)"),
-    shard_size: int = typer.Option(256, help="ray: posts per shard (a multiple of --batch-size)"),
-    max_retries: int = typer.Option(3, help="ray: reruns of a shard whose worker died"),
+    shard_size: int = typer.Option(256, min=1, help="ray: posts per shard (a multiple of --batch-size)"),
+    max_retries: int = typer.Option(3, min=0, help="ray: reruns of a shard whose worker died"),
     keep_shards: bool = typer.Option(False, "--keep-shards", help="ray: keep OUTPUT.shards/ after the merge"),
     code: Optional[Path] = typer.Option(None, help="Python file with custom components, imported before loading"),
 ):
@@ -599,7 +660,8 @@ def predict_command(
     polarity and probabilities, the post's sentiment and, with --chains, the reasoning.
     With --engine ray, the posts are cut into shards predicted by Ray actors (local or
     a cluster); a shard whose worker dies is run again, and a rerun resumes."""
-    from .predict import OUTPUT_FORMATS, RecordWriter, input_kind, predict, read_posts
+    from .atomic import same_file
+    from .predict import OUTPUT_FORMATS, RecordWriter, count_records, input_kind, predict, read_posts, require_generator
 
     if on_error not in ("raise", "skip"):
         raise typer.BadParameter(f"--on-error must be raise or skip, got {on_error!r}")
@@ -614,6 +676,11 @@ def predict_command(
         raise typer.BadParameter(str(e)) from None
     if not source.exists():
         raise typer.BadParameter(f"{source} does not exist")
+    if same_file(source, output) or (source.is_dir() and output.resolve().parent == source.resolve()):
+        # Writing OUTPUT would destroy (or, in a folder of posts, add to) the input.
+        raise typer.BadParameter(f"OUTPUT {output} is the input {source} (or inside it): write the results elsewhere")
+    if output.is_dir():
+        raise typer.BadParameter(f"OUTPUT {output} is a folder: give a file name (.jsonl or .csv)")
     if engine not in ("local", "ray"):
         raise typer.BadParameter(f"--engine must be local or ray, got {engine!r}")
     if engine == "ray":
@@ -625,29 +692,43 @@ def predict_command(
     from .engines.shards import load_pipeline
 
     # An unreadable image: skipped with a logged warning (doc._.image_error) or an error.
-    nlp = load_pipeline(model, on_error, str(code) if code is not None else None)
+    nlp = _load_or_exit(lambda: load_pipeline(model, on_error, str(code) if code is not None else None), model)
+    if chains:
+        try:
+            require_generator(nlp)
+        except (NoGeneratorError, ValueError) as e:
+            _fail(str(e))
     stats = ReadStats()
     try:
-        docs = list(read_posts(source, nlp, on_error=on_error, stats=stats, image_dir=image_dir))
-    except (RowError, FileNotFoundError, NotADirectoryError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
-    writer = RecordWriter(output, fmt)
-    try:
-        predict(nlp, docs, writer, chains=chains, batch_size=batch_size, max_new_tokens=max_new_tokens)
-    except ImageError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        writer.close()
+        # Counted first (a cheap pass: JSON/CSV parsing, no tokenizing) for the progress
+        # bar; the posts themselves are streamed, never all in memory.
+        total = count_records(source)
+        docs = read_posts(source, nlp, on_error=on_error, stats=stats, image_dir=image_dir)
+        with RecordWriter(output, fmt) as writer:
+            image_errors = predict(
+                nlp, docs, writer, chains=chains, batch_size=batch_size, max_new_tokens=max_new_tokens, total=total
+            )
+    except (RowError, ImageError, FileNotFoundError, NotADirectoryError, OSError) as e:
+        _fail(f"{e}; {_left_as_was(output)}")
+    except KeyboardInterrupt:
+        _fail(f"interrupted; {_left_as_was(output)}", code=130)
     for problem in stats.problems:
         typer.echo(f"skipped: {problem}", err=True)
-    skipped_images = sum(1 for d in docs if d._.image_error)
     typer.echo(
         f"{output}: {writer.posts} posts, {writer.aspects} aspects"
         + (f"; {stats.skipped} malformed records skipped" if stats.skipped else "")
-        + (f"; {skipped_images} images could not be read (see image_error)" if skipped_images else "")
+        + (f"; {len(image_errors)} images could not be read (see image_error)" if image_errors else "")
     )
+
+
+def _load_or_exit(load, model: str):
+    """``load()`` a pipeline; a missing or broken one is a one-line error."""
+    try:
+        return load()
+    except (OSError, ValueError, ImportError, KeyError) as e:
+        message = str(e).strip().splitlines()
+        first = next((line for line in message if line.strip()), type(e).__name__)
+        _fail(f"could not load the pipeline {model!r}: {first}")
 
 
 def _predict_with_ray(
@@ -771,6 +852,10 @@ def results(
         except ValueError as e:
             raise typer.BadParameter(str(e)) from e
         typer.echo(f"{path}: {'updated' if changed else 'unchanged'}", err=True)
+
+
+for _info in app.registered_commands + convert_app.registered_commands:
+    _info.callback = user_errors(_info.callback)
 
 
 if __name__ == "__main__":  # pragma: no cover - after every command is defined

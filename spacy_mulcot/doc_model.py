@@ -77,6 +77,15 @@ class AspectNotFoundError(ValueError):
     """An aspect that cannot be located in its text."""
 
 
+class AspectOverlapError(ValueError):
+    """Two aspects of one post that share a token (a duplicate, or one inside another):
+    a token belongs to one aspect at most (the BIO tags cannot say otherwise)."""
+
+
+def _overlaps(start: int, end: int, used: set) -> Optional[Tuple[int, int]]:
+    return next(((a, b) for a, b in used if a < end and start < b), None)
+
+
 AspectSpec = Union[str, Tuple, Dict[str, Any]]
 
 
@@ -123,10 +132,12 @@ def _locate(doc: Doc, spec: Dict[str, Any], used: set) -> Span:
         # Repeated mentions: take the first occurrence not already used.
         while pos != -1:
             span = doc.char_span(pos, pos + len(needle), alignment_mode="expand")
-            if span is not None and (span.start, span.end) not in used:
+            if span is not None and _overlaps(span.start, span.end, used) is None:
                 return span
             pos = doc.text.find(needle, pos + 1)
-        raise AspectNotFoundError(f"Aspect {needle!r} is not in the text {doc.text!r}")
+        raise AspectNotFoundError(
+            f"Aspect {needle!r} is not in the text {doc.text!r} (apart from the aspects before it)"
+        )
     raise TypeError(f"Aspect {spec!r} has none of 'text', 'start'/'end', 'token_start'/'token_end'")
 
 
@@ -142,6 +153,8 @@ def set_aspects(
         ``text`` / ``start``+``end`` / ``token_start``+``token_end`` and optional
         ``polarity`` and ``rationale``. Character offsets expand to whole tokens.
     RAISES AspectNotFoundError: when an aspect is not in the text.
+    RAISES AspectOverlapError: when an aspect shares a token with another one (a
+        duplicate, or nested): refused, not merged, so the data's mistake is seen.
     """
     if offsets not in ("char", "token"):
         raise ValueError(f"offsets must be 'char' or 'token', got {offsets!r}")
@@ -152,6 +165,13 @@ def set_aspects(
     added = []
     for info in infos:
         span = _locate(doc, info, used)
+        clash = _overlaps(span.start, span.end, used)
+        if clash is not None:
+            what = "repeats" if clash == (span.start, span.end) else "overlaps"
+            raise AspectOverlapError(
+                f"Aspect {span.text!r} (tokens {span.start}-{span.end}) {what} the aspect "
+                f"{doc[clash[0] : clash[1]].text!r} (tokens {clash[0]}-{clash[1]}) in {preview(doc)}"
+            )
         polarity = info.get("polarity", info.get("label"))
         label = normalize_polarity(polarity) if polarity is not None else ""
         span = Span(doc, span.start, span.end, label=label)

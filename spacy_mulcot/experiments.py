@@ -32,6 +32,7 @@ from typing import Any, Dict, Iterable, List, Optional
 
 import srsly
 
+from .atomic import write_json
 from .compute import describe_cpu
 
 #: The project's root (recipes, configs, results/ live here in a checkout).
@@ -181,10 +182,7 @@ def _run(cmd: List[str], cwd: Path, log_path: Optional[Path], env: Optional[dict
 
 
 def _write_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, data)
 
 
 def _compact(record: dict) -> dict:

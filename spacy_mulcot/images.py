@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Container, Optional, Tuple, Union
 
 import srsly
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 #: Default cap on decoded pixels (width x height): 40 megapixels. Larger images
 #: are refused before decoding (a decompression bomb decodes to gigabytes).
@@ -73,6 +73,10 @@ class ImageRef:
             data = bytes(value)
             return cls(sha256=sha256_bytes(data), payload=data)
         if isinstance(value, Image.Image):
+            if _is_lazy(value):
+                # Opened but not decoded (Image.open): hashing would decode it now, before
+                # any size check and outside the component's error handling. Deferred.
+                return cls(payload=value)
             return cls(sha256=sha256_pil(value), payload=value)
         raise TypeError(f"doc._.image must be a file path, raw image bytes or a PIL.Image, got {type(value).__name__}")
 
@@ -83,12 +87,31 @@ class ImageRef:
     @property
     def key(self) -> Optional[str]:
         """The content hash, computing it from the file if needed; None if unreadable."""
+        if self.sha256 is None and isinstance(self._payload, Image.Image):
+            try:
+                self._decode_payload(DEFAULT_MAX_PIXELS)
+            except ImageError:
+                return None
         if self.sha256 is None and self.path is not None:
             try:
                 self.sha256 = sha256_bytes(Path(self.path).read_bytes())
             except OSError:
                 return None
         return self.sha256
+
+    def _decode_payload(self, max_pixels: int) -> Image.Image:
+        """The in-memory PIL image, decoded if it was opened lazily (its size checked
+        first: the header says it, decoding a bomb is what the cap is for), hashed."""
+        image = self._payload
+        _check_size(image.size, max_pixels, self.describe())
+        if _is_lazy(image):
+            try:
+                image.load()
+            except (OSError, SyntaxError, ValueError) as err:
+                raise ImageError(f"Image {self.describe()} is corrupt or truncated: {err}") from None
+        if self.sha256 is None:
+            self.sha256 = sha256_pil(image)
+        return image
 
     def load(self, max_pixels: int = DEFAULT_MAX_PIXELS, min_size: Optional[int] = None) -> Image.Image:
         """Decode to an upright RGB PIL image, or raise ImageError saying why.
@@ -104,10 +127,12 @@ class ImageRef:
         when the hash is in ``skip`` (e.g. already encoded). Raises ImageError."""
         payload = self._payload
         if isinstance(payload, Image.Image):
+            if self.sha256 is not None and self.sha256 in skip:
+                return self.sha256, None
+            image = self._decode_payload(max_pixels)
             if self.sha256 in skip:
                 return self.sha256, None
-            _check_size(payload.size, max_pixels, self.describe())
-            return self.sha256, _to_rgb(payload, self.describe())
+            return self.sha256, _to_rgb(image, self.describe())
         if payload is None:
             if self.path is None:
                 raise ImageError("Image reference has neither a path nor in-memory data")
@@ -137,6 +162,11 @@ class ImageRef:
 
     def __repr__(self) -> str:
         return f"ImageRef(path={self.path!r}, sha256={self.sha256!r})"
+
+
+def _is_lazy(image: Image.Image) -> bool:
+    """Opened from a file or stream but not yet decoded (``Image.open`` before ``load``)."""
+    return isinstance(image, ImageFile.ImageFile) and bool(image.tile)
 
 
 def _check_size(size, max_pixels: int, source: str) -> None:
@@ -230,7 +260,10 @@ def decode_image(
 def _payload_bytes(payload: Union[bytes, Image.Image]) -> bytes:
     if isinstance(payload, Image.Image):
         out = io.BytesIO()
-        payload.save(out, format="PNG")  # lossless; the hash stays the original's
+        try:
+            payload.save(out, format="PNG")  # lossless; the hash stays the original's
+        except (OSError, SyntaxError, ValueError) as err:
+            raise ImageError(f"In-memory image cannot be saved with the doc: {err}") from None
         return out.getvalue()
     return payload
 

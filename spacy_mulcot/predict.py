@@ -10,13 +10,16 @@ request, ``reasoning``; the post's chain is ``reasoning``.
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from .atomic import temp_beside
 from .doc_model import ASPECTS_KEY
+from .errors import NoGeneratorError
 from .labels import POLARITIES
 from .readers import ReadStats, read_docbin, read_jsonl
 from .readers.table import ID_KEY, read_csv, read_folder
@@ -41,6 +44,18 @@ def input_kind(path: Path) -> str:
     if kind is None:
         raise ValueError(f"{path}: give a .csv, .jsonl or .spacy file, or a folder of NAME.txt posts")
     return kind
+
+
+def count_records(path: Path) -> Optional[int]:
+    """How many posts ``path`` holds, where a cheap look can tell (JSONL: its non-blank
+    lines; a folder: its ``.txt`` files), for a progress bar; else None."""
+    kind = input_kind(path)
+    if kind == "jsonl":
+        with path.open("rb") as f:
+            return sum(1 for line in f if line.strip())
+    if kind == "folder":
+        return len(list(path.glob("*.txt"))) or None
+    return None
 
 
 def read_posts(
@@ -128,18 +143,26 @@ def csv_rows(rec: Dict[str, Any]) -> List[Dict[str, Any]]:
 
 
 class RecordWriter:
-    """Writes records as JSONL or CSV as they come (nothing held back on a crash)."""
+    """Writes records as JSONL or CSV as they come, into a temporary file beside
+    ``path`` that becomes ``path`` only on :meth:`close` (``commit=True``): an
+    interrupted or failed run leaves the previous ``path`` as it was. A context
+    manager: commits on success, discards on an exception."""
 
     def __init__(self, path: Path, fmt: str):
         if fmt not in OUTPUT_FORMATS:
             raise ValueError(f"output format must be one of {OUTPUT_FORMATS}, got {fmt!r}")
+        path = Path(path)
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder: give a file name for the results")
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.fmt = fmt
-        self.file = path.open("w", encoding="utf-8", newline="")
+        self.path, self.fmt = path, fmt
+        self.tmp = temp_beside(path)
+        self.file = self.tmp.open("w", encoding="utf-8", newline="")
         self.csv = csv.DictWriter(self.file, fieldnames=CSV_COLUMNS) if fmt == "csv" else None
         if self.csv is not None:
             self.csv.writeheader()
         self.posts = self.aspects = 0
+        self.closed = False
 
     def write(self, rec: Dict[str, Any]) -> None:
         if self.csv is not None:
@@ -149,8 +172,22 @@ class RecordWriter:
         self.posts += 1
         self.aspects += len(rec["aspects"])
 
-    def close(self) -> None:
+    def close(self, commit: bool = True) -> None:
+        """Finish: the records become ``path`` (``commit``) or are thrown away."""
+        if self.closed:
+            return
+        self.closed = True
         self.file.close()
+        if commit:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "RecordWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(commit=exc_type is None)
 
 
 def predict(
@@ -163,16 +200,50 @@ def predict(
     component: str = "mulcot",
     max_new_tokens: Optional[int] = None,
     progress: bool = True,
-) -> None:
-    """Run ``nlp`` over ``docs`` and write a record per post; chains only on request."""
+    total: Optional[int] = None,
+) -> List[str]:
+    """Run ``nlp`` over ``docs`` (streamed) and write a record per post; chains only
+    on request. Returns the image errors met (one per post whose image was skipped)."""
     from tqdm import tqdm
 
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if chains:
+        require_generator(nlp, component)
+    image_errors: List[str] = []
     settings: Dict[str, Any] = {"generate_reasoning": chains}
     if max_new_tokens is not None:
         settings["max_new_tokens"] = max_new_tokens
-    docs = list(docs)
-    given = [ASPECTS_KEY in doc.spans for doc in docs]
-    out = nlp.pipe(docs, batch_size=batch_size, component_cfg={component: settings})
-    bar = tqdm(out, total=len(docs), desc="predict", unit="post", disable=None if progress else True)
-    for doc, was_given in zip(bar, given):
-        writer.write(record(doc, was_given))
+    # Streamed: nlp.pipe holds one batch at a time, whatever the input's size.
+    given: List[bool] = []
+
+    def noted(stream: Iterable[Doc]) -> Iterator[Doc]:
+        for doc in stream:
+            given.append(ASPECTS_KEY in doc.spans)
+            yield doc
+
+    out = nlp.pipe(noted(docs), batch_size=batch_size, component_cfg={component: settings})
+    bar = tqdm(out, total=total, desc="predict", unit="post", disable=None if progress else True)
+    for i, doc in enumerate(bar):
+        if doc._.image_error:
+            image_errors.append(doc._.image_error)
+        writer.write(record(doc, given[i]))
+    return image_errors
+
+
+def require_generator(nlp: Language, component: str = "mulcot") -> None:
+    """Refuse to ask for chains from a pipeline that cannot write them (rather than
+    write ``reasoning: null`` for every post)."""
+    if component not in nlp.pipe_names:
+        raise ValueError(f"the pipeline has no {component!r} component (it has {nlp.pipe_names})")
+    if not getattr(nlp.get_pipe(component), "has_generator", False):
+        raise NoGeneratorError(pipeline_name(nlp), component)
+
+
+def pipeline_name(nlp: Language) -> str:
+    """How to name a pipeline in a message: its package name, or where it was loaded from."""
+    meta = nlp.meta
+    path = getattr(nlp, "_path", None)
+    if path is not None:
+        return str(path)
+    return f"{meta.get('lang', 'xx')}_{meta['name']}" if meta.get("name") else "the pipeline"

@@ -1,12 +1,12 @@
 """The distillation report: records of several systems (see
 :mod:`spacy_mulcot.evaluation.systems`) as a Markdown table and PNG plots."""
 
-import json
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Union
 
 import numpy
 
+from .atomic import atomic_path, write_json, write_text
 from .evaluation.tables import get as _get
 from .evaluation.tables import markdown_table
 from .extras import require
@@ -30,7 +30,7 @@ def write_report(records: Sequence[Dict[str, Any]], output_dir: Union[str, Path]
         "confusion": out / "confusion.png",
         "size": out / "size_vs_accuracy.png",
     }
-    paths["json"].write_text(json.dumps(list(records), indent=2))
+    write_json(paths["json"], list(records))
 
     fig, axes = plt.subplots(1, len(records), figsize=(3.6 * len(records), 3.4), squeeze=False)
     for ax, r in zip(axes[0], records):
@@ -53,7 +53,8 @@ def write_report(records: Sequence[Dict[str, Any]], output_dir: Union[str, Path]
         acc = _get(r, "scores.mulcot_masc_acc")
         ax.set_title(f"{r['name']}\nMASC acc {acc:.1f}" if acc is not None else r["name"], fontsize=9)
     fig.tight_layout()
-    fig.savefig(paths["confusion"], dpi=120)
+    with atomic_path(paths["confusion"]) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
     _size_plot(plt, records, paths["size"])
@@ -72,12 +73,13 @@ def write_report(records: Sequence[Dict[str, Any]], output_dir: Union[str, Path]
         )
         for r in records
     ]
-    paths["markdown"].write_text(
+    write_text(
+        paths["markdown"],
         "# Distillation report\n\n" + markdown_table(records) + "\n\n"
         "METEOR* without WordNet synonyms (offline). Reasoning metrics compare generated chains "
         "with the teacher's; chain = gold is the share of chains whose Prediction is the gold label.\n\n"
         + "\n".join(notes)
-        + "\n\n![MASC confusion](confusion.png)\n\n![Size vs accuracy](size_vs_accuracy.png)\n"
+        + "\n\n![MASC confusion](confusion.png)\n\n![Size vs accuracy](size_vs_accuracy.png)\n",
     )
     return paths
 
@@ -131,5 +133,6 @@ def _size_plot(plt, records: Sequence[Dict[str, Any]], path: Path) -> None:
     ax.set_title(f"Size vs accuracy\n{corpus_label(records)}", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)

@@ -11,6 +11,8 @@ import statistics
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .atomic import write_text
+
 #: (column, split, key in the benchmark record's scores (percent), scale)
 COLUMNS: Sequence[Tuple[str, str, str, float]] = (
     ("MASC acc", "test", "mulcot_masc_acc", 1.0),
@@ -119,5 +121,5 @@ def update_block(path: Path, block: str, text: str) -> bool:
         raise ValueError(f"{path} has no <!-- results:{block} --> … <!-- /results:{block} --> block")
     new = pattern.sub(lambda m: m.group(1) + text.rstrip("\n") + "\n" + m.group(3), content, count=1)
     if new != content:
-        path.write_text(new, encoding="utf-8")
+        write_text(path, new)
     return new != content

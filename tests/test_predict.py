@@ -108,3 +108,111 @@ def test_bad_arguments_are_refused(model, tmp_path, source, output, message):
     # typer boxes the error and wraps it where the (tmp) path makes it wrap: compare words
     words = " ".join(result.output.replace("│", " ").split())
     assert result.exit_code != 0 and message in words, result.output
+
+
+# ---- nothing lost: the output is written whole or not at all -------------------------
+
+
+def _posts_jsonl(path, n):
+    path.write_text("".join(json.dumps({"id": i, "text": f"Loving the new Tesla number {i}"}) + "\n" for i in range(n)))
+    return path
+
+
+def test_output_equal_to_input_is_refused_before_anything_is_written(model, tmp_path):
+    source = _posts_jsonl(tmp_path / "posts.jsonl", 3)
+    before = source.read_bytes()
+    result = run(model, source, source)
+    assert result.exit_code != 0 and "is the input" in " ".join(result.output.replace("│", " ").split())
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(source)
+    result = run(model, source, link)
+    assert result.exit_code != 0 and "is the input" in " ".join(result.output.replace("│", " ").split())
+    assert source.read_bytes() == before and link.is_symlink()
+
+
+@pytest.mark.parametrize("size", ["0", "-4"])
+def test_batch_size_below_one_is_refused_by_the_parser(model, tmp_path, size):
+    source = _posts_jsonl(tmp_path / "posts.jsonl", 3)
+    out = tmp_path / "out.jsonl"
+    out.write_text("previous results\n")
+    result = run(model, source, out, "--batch-size", size)
+    assert result.exit_code == 2 and "--batch-size" in result.output
+    assert out.read_text() == "previous results\n"
+
+
+def test_a_failed_run_leaves_the_previous_output_and_no_temporary_file(model, tmp_path):
+    (tmp_path / "a.jpg").write_bytes(make_image())
+    source = tmp_path / "posts.jsonl"
+    source.write_text(
+        json.dumps({"text": "Loving the new Tesla", "image": "a.jpg"})
+        + "\n"
+        + json.dumps({"text": "Boston again", "image": "gone.jpg"})
+        + "\n"
+    )
+    out = tmp_path / "out.jsonl"
+    out.write_text("previous results\n")
+    result = run(model, source, out)
+    assert result.exit_code == 1 and "gone.jpg" in result.output and "left as it was" in result.output
+    assert out.read_text() == "previous results\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "out.jsonl", "posts.jsonl"]
+
+
+def test_chains_from_a_pipeline_without_a_generator_are_an_error(model, tmp_path):
+    """Before: every chain was null, exit 0."""
+    source = _posts_jsonl(tmp_path / "posts.jsonl", 2)
+    result = run(model, source, tmp_path / "out.jsonl", "--chains")
+    assert result.exit_code == 1 and "has no reasoning generator" in result.output
+    assert "assistant" in result.output and not (tmp_path / "out.jsonl").exists()
+    nlp = spacy.load(model)
+    with pytest.raises(ValueError, match="has no reasoning generator"):
+        list(nlp.pipe(["Loving the new Tesla"], component_cfg={"mulcot": {"generate_reasoning": True}}))
+    # Off by default on a classifier: no error, no chain.
+    assert nlp("Loving the new Tesla")._.reasoning is None
+
+
+def test_bad_model_and_bad_files_are_one_line_errors(model, tmp_path):
+    source = _posts_jsonl(tmp_path / "posts.jsonl", 1)
+    for args, expected in [
+        (["predict", tmp_path / "no-model", source, tmp_path / "o.jsonl"], "could not load the pipeline"),
+        (["stats", tmp_path / "missing.spacy"], "not found"),
+        (["stats", source], "DocBin"),
+    ]:
+        result = CliRunner().invoke(app, [str(a) for a in args])
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 1 and lines[-1].startswith("error: ") and expected in lines[-1], result.output
+        assert "Traceback" not in result.output and len(lines) <= 2
+    # --debug shows where it came from.
+    result = CliRunner().invoke(app, ["--debug", "stats", str(source)])
+    assert result.exit_code == 1 and isinstance(result.exception, ValueError)
+
+
+def test_ctrl_c_leaves_the_previous_output_intact(model, tmp_path):
+    """A real process, a real SIGINT, mid-run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = _posts_jsonl(tmp_path / "posts.jsonl", 4000)
+    out = tmp_path / "out.jsonl"
+    out.write_text("previous results\n")
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spacy_mulcot", "predict", str(model), str(source), str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.time() + 120
+    while not list(tmp_path.glob(".out.jsonl.*.tmp")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    time.sleep(1.0)  # inside nlp.pipe
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    # 130: the command's own exit for Ctrl-C (a KeyboardInterrupt that escaped would be -2).
+    assert proc.returncode == 130, err
+    assert out.read_text() == "previous results\n"
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -28,6 +28,7 @@ from .. import bio, workers
 from ..architectures import extract_and_classify, generate_reasoning, generator_of, net_shim
 from ..data_classes import JointScores, ModelInput, ReasoningItem
 from ..doc_model import ASPECTS_KEY
+from ..errors import NoGeneratorError
 from ..labels import POLARITIES
 from ..losses import Distillation, cross_entropy, distill_rows, log_softmax, soft_cross_entropy, softmax
 from ..reasoning import force_prediction
@@ -324,6 +325,10 @@ class Mulcot(TrainablePipe):
             )
         if settings["generation_decoder"] not in DECODERS:
             raise ValueError(f"generation_decoder must be one of {DECODERS}, got {settings['generation_decoder']!r}")
+        if overrides.get("generate_reasoning") and not self.has_generator:
+            # Asked for by this call (the config's default is on, and harmless without
+            # a generator): chains that can never come are an error, not a null each.
+            raise NoGeneratorError("this pipeline", self.name)
         return settings
 
     @property

@@ -6,13 +6,16 @@ from pathlib import Path
 from typing import List, Union
 
 ON_ERROR = ("raise", "skip")
+#: The longest post text a user-data reader accepts (a bound, not a tweet's length:
+#: a text this long is a file read wrongly, e.g. rows swallowed by a stray quote).
+MAX_TEXT_CHARS = 20_000
 
 
 class RowError(ValueError):
     """A malformed record, named by file and line."""
 
     def __init__(self, path, line: int, message: str, unit: str = "line"):
-        self.path, self.line = str(path), line
+        self.path, self.line, self.reason = str(path), line, message
         super().__init__(f"{path}, {unit} {line}: {message}")
 
 
@@ -26,15 +29,15 @@ class ReadStats:
     duplicates: int = 0  # records repeating one already read (merged, not skipped)
     problems: List[str] = field(default_factory=list)
 
-    def skip(self, err: RowError) -> None:
-        self.skipped += 1
+    def skip(self, err: RowError, count: int = 1) -> None:
+        self.skipped += count
         self.problems.append(str(err))
 
-    def failed(self, err: RowError, on_error: str) -> None:
-        """Raise ``err`` or count it as skipped, as ``on_error`` says."""
+    def failed(self, err: RowError, on_error: str, count: int = 1) -> None:
+        """Raise ``err`` or count it as skipped (``count`` records lost), as ``on_error`` says."""
         if on_error == "raise":
             raise err
-        self.skip(err)
+        self.skip(err, count)
 
 
 def check_on_error(on_error: str) -> None:

@@ -16,6 +16,7 @@ chain (``rationale`` or ``reasoning``). ``label`` is the post's sentiment
 (``doc._.rationale``).
 """
 
+import codecs
 import json
 from pathlib import Path
 from typing import Iterator, Optional, Union
@@ -24,7 +25,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from ..doc_model import AspectNotFoundError, make_doc
-from .errors import ReadStats, RowError, open_input, safe_path
+from .errors import MAX_TEXT_CHARS, ReadStats, RowError, open_input, safe_path
 
 
 def read_jsonl(
@@ -33,17 +34,31 @@ def read_jsonl(
     image_dir: Optional[Union[str, Path]] = None,
     on_error: str = "raise",
     stats: Optional[ReadStats] = None,
+    max_text_chars: int = MAX_TEXT_CHARS,
 ) -> Iterator[Doc]:
+    """Docs from a JSONL file, a line decoded at a time: a bad line (not UTF-8, not
+    JSON, a bad field, aspects that overlap) raises naming file and line, or is skipped
+    and counted. A UTF-8 BOM before the first record is accepted."""
+    # A record holds more than its text (aspects, chains): bound the line, generously.
+    max_line_chars = 10 * max_text_chars
     path = open_input(path, "JSONL file", on_error)
     image_dir = Path(image_dir) if image_dir is not None else path.parent
     stats = stats if stats is not None else ReadStats()
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
+    with path.open("rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
+            if not raw.strip():
                 continue
             stats.records += 1
             try:
-                doc = _record_to_doc(nlp, line, image_dir, path, line_no)
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise RowError(path, line_no, f"not valid UTF-8 (byte {raw[err.start]:#04x})") from None
+                if len(line) > max_line_chars:
+                    raise RowError(path, line_no, f"the record is over {max_line_chars} characters")
+                doc = _record_to_doc(nlp, line, image_dir, path, line_no, max_text_chars)
             except RowError as err:
                 stats.failed(err, on_error)
                 continue
@@ -51,7 +66,9 @@ def read_jsonl(
             yield doc
 
 
-def _record_to_doc(nlp: Language, line: str, image_dir: Path, path: Path, line_no: int) -> Doc:
+def _record_to_doc(
+    nlp: Language, line: str, image_dir: Path, path: Path, line_no: int, max_text_chars: int = MAX_TEXT_CHARS
+) -> Doc:
     try:
         rec = json.loads(line)
     except json.JSONDecodeError as err:
@@ -61,6 +78,8 @@ def _record_to_doc(nlp: Language, line: str, image_dir: Path, path: Path, line_n
     text = rec.get("text")
     if not isinstance(text, str) or not text.strip():
         raise RowError(path, line_no, "'text' must be a non-empty string")
+    if len(text) > max_text_chars:
+        raise RowError(path, line_no, f"the text is over {max_text_chars} characters (max_text_chars)")
     image = rec.get("image")
     if image is not None:
         if not isinstance(image, str):

@@ -40,6 +40,8 @@ def read_mvsa(
                 raise RowError(path, i, "each post needs 'id', 'text' and 'emotion_label'", "record")
             if not isinstance(rec["text"], str):
                 raise RowError(path, i, f"'text' must be a string, got {type(rec['text']).__name__}", "record")
+            if not rec["text"].strip():
+                raise RowError(path, i, "empty 'text' (the other readers refuse it too)", "record")
             label = MVSA_LABELS.get(_label_code(rec["emotion_label"]))
             if label is None:
                 raise RowError(path, i, f"emotion_label must be 0, 1 or 2, got {rec['emotion_label']!r}", "record")

@@ -8,17 +8,17 @@ list as in the JSONL format, or aspect strings separated by ``|``), ``label`` an
 a folder holding a single ``.csv`` and no ``.txt`` is read as that CSV.
 """
 
+import codecs
 import csv
-import io
 import json
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Iterator, List, Optional, Tuple, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc
 
 from ..doc_model import AspectNotFoundError, make_doc
-from .errors import ReadStats, RowError, check_on_error, open_input, safe_path
+from .errors import MAX_TEXT_CHARS, ReadStats, RowError, check_on_error, open_input, safe_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 #: ``doc.user_data`` key of the record's id (the ``id`` column, the file name, or the line).
@@ -34,34 +34,112 @@ def read_csv(
     text_column: str = "text",
     image_column: str = "image",
     aspects_column: str = "aspects",
+    max_text_chars: int = MAX_TEXT_CHARS,
 ) -> Iterator[Doc]:
     """Docs from a CSV file; a malformed row raises (naming file and line) or is
-    skipped and counted."""
+    skipped and counted. Quoting is read strictly: a quote left open (which would
+    swallow the rest of the file into one post), a field that holds whole rows, or a
+    text over ``max_text_chars`` is a bad row, and reading goes on at its next line."""
     path = open_input(path, "CSV file", on_error)
     image_dir = Path(image_dir) if image_dir is not None else path.parent
     stats = stats if stats is not None else ReadStats()
-    raw = path.read_bytes()
-    try:
-        content = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise RowError(path, line, f"not valid UTF-8 (byte {err.object[err.start]:#04x})") from None
-    reader = csv.DictReader(io.StringIO(content, newline=""))
-    if not reader.fieldnames or text_column not in reader.fieldnames:
-        raise RowError(path, 1, f"the header must name a {text_column!r} column, got {reader.fieldnames}")
-    line = 1
-    for row in reader:
-        start, line = line + 1, reader.line_num
+    lines = decoded_lines(path, on_error, stats)
+    header = next((i for i, line in enumerate(lines) if line is not None and line.strip()), None)
+    fieldnames = next(csv.reader([lines[header]])) if header is not None else []
+    fieldnames = [name.strip() for name in fieldnames]
+    if text_column not in fieldnames:
+        raise RowError(path, (header or 0) + 1, f"the header must name a {text_column!r} column, got {fieldnames}")
+    for line, fields in csv_records(lines, header + 1, path, len(fieldnames), fieldnames.index(text_column)):
         stats.records += 1
         try:
-            if None in row:
-                raise RowError(path, start, f"more fields than the header's {len(reader.fieldnames)}")
-            doc = _row_to_doc(nlp, row, path, start, image_dir, text_column, image_column, aspects_column)
+            if isinstance(fields, RowError):
+                raise fields
+            if len(fields) > len(fieldnames):
+                raise RowError(path, line, f"more fields than the header's {len(fieldnames)}")
+            row = dict(zip(fieldnames, fields))
+            if len(row.get(text_column) or "") > max_text_chars:
+                raise RowError(path, line, f"the text is over {max_text_chars} characters (max_text_chars)")
+            doc = _row_to_doc(nlp, row, path, line, image_dir, text_column, image_column, aspects_column)
         except RowError as err:
             stats.failed(err, on_error)
             continue
         stats.docs += 1
         yield doc
+
+
+def decoded_lines(path: Path, on_error: str, stats: ReadStats) -> List[Optional[str]]:
+    """The file's physical lines (ends kept), each decoded on its own: a line that is
+    not UTF-8 is named (raise) or counted and left out (``None``); a BOM is dropped."""
+    raw = path.read_bytes()
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
+    lines: List[Optional[str]] = []
+    for i, chunk in enumerate(raw.splitlines(keepends=True), start=1):
+        try:
+            lines.append(chunk.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            stats.records += 1
+            stats.failed(RowError(path, i, f"not valid UTF-8 (byte {chunk[err.start]:#04x})"), on_error)
+            lines.append(None)
+    return lines
+
+
+def csv_records(
+    lines: List[Optional[str]], first: int, path: Path, width: int, text_index: int
+) -> Iterator[Tuple[int, Union[List[str], RowError]]]:
+    """``(line, fields)`` for each row from the 0-based line ``first`` on, or ``(line,
+    RowError)`` for a row whose quoting is broken; after a bad row, reading starts
+    again at the line after the one it began on, so one stray quote costs one row."""
+    pos = first
+    while pos < len(lines):
+        chunk = ["\n" if line is None else line for line in lines[pos:]]
+        reader = csv.reader(chunk, strict=True)
+        while True:
+            before = reader.line_num
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                start = pos + before + 1
+                if "end of data" in str(err):
+                    why = "a quote is opened and never closed: the field would run to the end of the file"
+                else:
+                    why = f"broken quoting ({err}): the field's quotes do not pair up"
+                yield start, RowError(path, start, why)
+                pos = start  # the next row starts on the line after the bad one
+                break
+            start, end = pos + before + 1, pos + reader.line_num
+            if not fields:
+                continue  # a blank line
+            if end > start and _holds_rows(fields, width, text_index):
+                yield (
+                    start,
+                    RowError(
+                        path,
+                        start,
+                        f"a quoted field runs over lines {start}-{end} and holds whole rows: a quote is probably missing",
+                    ),
+                )
+                pos = start
+                break
+            yield start, fields
+
+
+def _holds_rows(fields: List[str], width: int, text_index: int) -> bool:
+    """Whether a multi-line field holds two or more lines that each read as a full row
+    of the table (as many fields as the header, a text): rows swallowed by a quote."""
+    for value in fields:
+        if "\n" not in value:
+            continue
+        rows = 0
+        for line in value.splitlines()[1:]:
+            parsed = next(csv.reader([line]), [])
+            if len(parsed) == width and parsed[text_index].strip():
+                rows += 1
+        if rows >= 2:
+            return True
+    return False
 
 
 def _row_to_doc(nlp, row, path, line, image_dir, text_column, image_column, aspects_column) -> Doc:

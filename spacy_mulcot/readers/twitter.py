@@ -8,6 +8,7 @@ Each row is ``index, label, image id, tweet with $T$, aspect``; labels are
   with every aspect as a span (MATE / JMASA).
 """
 
+import codecs
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple, Union
@@ -69,7 +70,10 @@ def read_rows(path: Union[str, Path], on_error: str = "raise", stats: Optional[R
     path = open_input(path, "Twitter .tsv file", on_error)
     stats = stats if stats is not None else ReadStats()
     with path.open("rb") as f:
-        header = _decode_line(f.readline(), path, 1)
+        first = f.readline()
+        if first.startswith(codecs.BOM_UTF8):  # as written by some editors: not part of the header
+            first = first[len(codecs.BOM_UTF8) :]
+        header = _decode_line(first, path, 1)
         if not header.lower().startswith("index"):
             raise RowError(path, 1, f"expected the TomBERT header line, got {header.strip()[:60]!r}")
         for line_no, raw in enumerate(f, start=2):
@@ -134,7 +138,13 @@ def read_twitter(
                 vocab, group[0].words, safe_path(image_dir, image_id, path, group[0].line), group, chains, stats
             )
         except RowError as err:
-            stats.failed(err, on_error)
+            if len(group) > 1:
+                # The tweet is dropped whole: every one of its rows is lost, and counted.
+                lines = ", ".join(str(r.line) for r in group)
+                err = RowError(
+                    err.path, err.line, f"{err.reason}; the tweet's {len(group)} rows (lines {lines}) are dropped"
+                )
+            stats.failed(err, on_error, count=len(group))
             continue
         stats.docs += 1
         yield doc

@@ -82,3 +82,39 @@ def test_skipped_image_is_recorded_and_mulcot_does_not_blame_the_pipeline_order(
     nlp.remove_pipe("mulcot_image")
     with pytest.warns(UserWarning, match="put `mulcot_image` before"):
         nlp(make_doc(nlp, "Loving the new Tesla", image=str(tmp_path / "post0.jpg")))
+
+
+def _jpeg(size=(300, 200)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (10, 120, 200)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def test_lazily_opened_truncated_image_is_the_projects_image_error(tmp_path):
+    """Before: a raw OSError from the doc._.image setter (and from nlp(doc) under skip)."""
+    data = _jpeg()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    nlp = spacy.blank("en")
+    nlp.add_pipe("mulcot_image")
+    doc = make_doc(nlp, "a post", image=Image.open(tmp_path / "cut.jpg"))  # the setter no longer decodes
+    with pytest.raises(ImageError, match="corrupt or truncated"):
+        nlp(doc)
+    nlp.replace_pipe("mulcot_image", "mulcot_image", config={"on_error": "skip"})
+    out = nlp(make_doc(nlp, "a post", image=Image.open(tmp_path / "cut.jpg")))
+    assert out._.image_features is None and "truncated" in out._.image_error
+    # A whole lazily opened image still works, and its hash is its pixels' (as if loaded).
+    (tmp_path / "ok.jpg").write_bytes(data)
+    lazy, eager = Image.open(tmp_path / "ok.jpg"), Image.open(tmp_path / "ok.jpg")
+    eager.load()
+    assert nlp(make_doc(nlp, "a post", image=lazy))._.image_features is not None
+    assert make_doc(nlp, "x", image=lazy)._.image.key == make_doc(nlp, "x", image=eager)._.image.key
+
+
+def test_lazily_opened_huge_image_is_refused_before_it_is_decoded(tmp_path):
+    (tmp_path / "big.jpg").write_bytes(_jpeg((400, 300)))
+    nlp = spacy.blank("en")
+    nlp.add_pipe("mulcot_image", config={"max_pixels": 10_000, "on_error": "skip"})
+    image = Image.open(tmp_path / "big.jpg")
+    out = nlp(make_doc(nlp, "a post", image=image))
+    assert "above the limit of 10000" in out._.image_error
+    assert image.tile, "the pixels were decoded before the size was checked"
