@@ -67,6 +67,24 @@ def register_extensions() -> None:
 register_extensions()
 
 
+def restore_lists(doc: Doc) -> Doc:
+    """Lists in ``doc.user_data`` values (extension values included) as they went in:
+    a DocBin round trip reads them back as tuples (spaCy unpacks user data with
+    ``use_list=False``), and code that appends to them would then fail."""
+    for key, value in list(doc.user_data.items()):
+        if isinstance(value, (tuple, list, dict)):
+            doc.user_data[key] = _as_lists(value)
+    return doc
+
+
+def _as_lists(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_as_lists(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_lists(v) for k, v in value.items()}
+    return value
+
+
 def preview(doc: Doc, width: int = 40) -> str:
     """The doc's text, cut to ``width`` characters, quoted: how errors name a doc."""
     text = doc.text if len(doc.text) <= width else doc.text[: width - 1] + "…"

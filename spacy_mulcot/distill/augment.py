@@ -68,7 +68,9 @@ def augment_chains(
                     label = parse_chain(span._.reasoning or "").prediction
                     if label == ref.label_:
                         ref._.rationale, ref._.rationale_label = span._.reasoning, label
-                        gold[i].user_data.setdefault(USER_DATA_KEY, []).append({"span": j, "attempt": attempt + 1})
+                        # A list, or a tuple as a DocBin round trip gives it back: both extend.
+                        log = list(gold[i].user_data.get(USER_DATA_KEY) or [])
+                        gold[i].user_data[USER_DATA_KEY] = log + [{"span": j, "attempt": attempt + 1}]
                         pending.discard((i, j))
                         counts["kept"] += 1
         counts["unmatched"] += len(pending)

@@ -13,7 +13,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 
-from ..doc_model import copy_inputs
+from ..doc_model import copy_inputs, restore_lists
 
 GIVEN_ASPECTS = (True, False, "both")
 
@@ -47,7 +47,12 @@ def read_docbin(path: Union[str, Path], nlp: Language) -> Iterator[Doc]:
     if not files:
         raise FileNotFoundError(f"No .spacy files under {path}")
     for file in files:
-        yield from DocBin(store_user_data=True).from_disk(file).get_docs(nlp.vocab)
+        try:
+            docbin = DocBin(store_user_data=True).from_disk(file)
+        except ValueError as err:
+            raise ValueError(f"{file} is not a .spacy (DocBin) file: {str(err).splitlines()[0]}") from None
+        for doc in docbin.get_docs(nlp.vocab):
+            yield restore_lists(doc)
 
 
 class MulcotCorpus:

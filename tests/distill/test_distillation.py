@@ -143,3 +143,31 @@ def test_augment_adds_matching_assistant_chains(assistant, tmp_path):
     assert len(kept) == report["kept"] >= 1
     for span in kept:
         assert span._.rationale == CHAINS[span.text] and span._.rationale_label == span.label_
+    # A second pass over the saved corpus (its augment log read back from a DocBin):
+    # before, `'tuple' object has no attribute 'append'`.
+    again = read(out)
+    cleared = next(d for d in again if d.user_data.get("mulcot_augment"))
+    for span in cleared.spans["aspects"]:
+        span._.rationale = None
+    DocBin(docs=again, store_user_data=True).to_disk(tmp_path / "again.spacy")
+    cli("augment", assistant / "model", tmp_path / "again.spacy", tmp_path / "twice.spacy", "--temperature", "0",
+        "--attempts", "1", "--max-new-tokens", "40")  # fmt: skip
+    log = next(d for d in read(tmp_path / "twice.spacy") if d.text == cleared.text).user_data["mulcot_augment"]
+    assert len(log) > len(cleared.user_data["mulcot_augment"])
+
+
+def test_docbin_round_trip_gives_lists_back_as_lists(tmp_path):
+    from spacy.tokens import Span
+
+    from spacy_mulcot.readers import read_docbin
+
+    nlp = spacy.blank("en")
+    doc = nlp("Loving the new Tesla")
+    doc.user_data["log"] = [{"span": 0, "steps": [1, 2]}]
+    doc.spans["aspects"] = [Span(doc, 3, 4, label="POS")]
+    doc.spans["aspects"][0]._.soft_labels = [0.5, 0.25, 0.25]
+    DocBin(docs=[doc], store_user_data=True).to_disk(tmp_path / "d.spacy")
+    assert isinstance(read(tmp_path / "d.spacy")[0].user_data["log"], tuple)  # spaCy's own reading
+    (back,) = read_docbin(tmp_path / "d.spacy", nlp)
+    assert back.user_data["log"] == [{"span": 0, "steps": [1, 2]}]
+    assert back.spans["aspects"][0]._.soft_labels == [0.5, 0.25, 0.25]

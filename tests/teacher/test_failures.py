@@ -35,7 +35,8 @@ def completion(text: str) -> bytes:
 
 
 class Server:
-    """Answers each POST with ``script(n)`` → (status, content type, body); n counts requests."""
+    """Answers each POST with ``script(n)`` → (status, content type, body[, headers]);
+    n counts requests."""
 
     def __init__(self, script):
         self.requests = 0
@@ -48,8 +49,10 @@ class Server:
                 with lock:
                     outer.requests += 1
                     n = outer.requests
-                status, ctype, body = script(n)
+                status, ctype, body, *extra = script(n)
                 self.send_response(status)
+                for name, value in (extra[0] if extra else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -224,3 +227,60 @@ def test_teach_cli_skips_a_missing_image_and_honours_openai_base_url(serve, tmp_
     assert "1 of 2 items got no chain" in result.output and server.requests == 1
     docs = list(DocBin(store_user_data=True).from_disk(out).get_docs(spacy.blank("en").vocab))
     assert docs[0].spans["aspects"][0]._.rationale_label == "POS" and docs[1].spans["aspects"][0]._.rationale is None
+
+
+ONE_LINE = (
+    '"Text_analysis": "an upbeat post", "Image_analysis": "a shiny car", "Conflict_resolution": "none", '
+    '"Final_conclusion": "the writer likes it", "Prediction": "positive"'
+)
+ONE_LINE_JSON = json.dumps({"Text_analysis": "upbeat", "Final_conclusion": "likes it", "Prediction": "positive"})
+
+
+@pytest.mark.parametrize("reply", [ONE_LINE, ONE_LINE_JSON, "```json\n" + ONE_LINE_JSON + "\n```"])
+def test_one_line_chains_are_read_so_stage_2_is_not_paid_for(serve, reply):
+    """Before: no prediction found in these shapes, so each item was 'unmatched' and
+    stage 2 asked three more times."""
+    server = serve(lambda n: (200, "application/json", completion(reply)))
+    results, report = TwoStageTeacher(backend(server.url), TeacherPrompt("aspect")).run(items(1), progress=False)
+    assert results[0].status == "stage1" and results[0].label == "POS"
+    assert server.requests == 1
+
+
+def test_retry_after_is_honoured(serve):
+    server = serve(
+        lambda n: (
+            (429, "application/json", b'{"error": "slow down"}', {"Retry-After": "1"})
+            if n == 1
+            else (200, "application/json", completion('"Prediction": "positive"'))
+        )
+    )
+    import time
+
+    start = time.perf_counter()
+    results, report = TwoStageTeacher(backend(server.url), TeacherPrompt("aspect")).run(items(1), progress=False)
+    assert results[0].status == "stage1" and report.retries == 1
+    assert time.perf_counter() - start >= 0.95  # backoff is 0 here: only Retry-After waits
+
+
+def test_no_secret_reaches_the_report_the_cache_or_the_output(serve, tmp_path):
+    server = serve(lambda n: (200, "application/json", completion('"Prediction": "positive"')))
+    url = server.url.replace("http://", "http://alice:s3cret-pass@")
+    source = write_corpus(spacy.blank("en"), tmp_path)
+    out = tmp_path / "out.spacy"
+    args = ["teach", str(source), str(out), "--model", "m", "--base-url", url, "--api-key-env", "MULCOT_KEY"]
+    args += ["--no-two-stage", "--cache", str(tmp_path / "c.sqlite")]
+    result = CliRunner().invoke(app, args, env={"MULCOT_KEY": "sk-very-secret-key"})
+    assert result.exit_code == 0, result.output
+    report = out.with_suffix(".report.json").read_text()
+    assert "alice:***@" in report
+    for path in tmp_path.iterdir():
+        data = path.read_bytes()
+        assert b"s3cret-pass" not in data and b"sk-very-secret-key" not in data, path
+    assert "s3cret-pass" not in result.output
+
+
+def test_redact_url():
+    from spacy_mulcot.teacher.backends.openai_compatible import redact_url
+
+    assert redact_url("https://u:p@host/v1?api-key=K&model=x") == "https://u:***@host/v1?api-key=***&model=x"
+    assert redact_url("http://localhost:8000/v1") == "http://localhost:8000/v1"

@@ -4,14 +4,19 @@ Ollama, llama.cpp's server, LM Studio…) through the maintained ``openai`` clie
 Images go as base64 data URLs (``send_images``); for text-only models, set
 ``send_images = false`` and the image is described in words instead. Transient
 failures (429, 5xx, timeouts, connection errors) are retried with exponential
-backoff; other errors (400, 401, 404…) fail the request at once.
+backoff, waiting at least as long as the server's ``Retry-After`` says (up to
+``max_retry_after`` seconds); other errors (400, 401, 404…) fail the request at once.
+Credentials in ``base_url`` (``user:password@``, ``?api-key=…``) never reach a
+message, a report or the cache: only the redacted URL is kept.
 """
 
 import base64
+import email.utils
 import os
 import random
 import time
 from typing import Optional
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...extras import require
 from .base import TeacherError, TeacherReply, TeacherRequest
@@ -36,6 +41,7 @@ class OpenAICompatible:
         max_tokens: int = 512,
         send_images: bool = True,
         system: Optional[str] = SYSTEM,
+        max_retry_after: float = 120.0,
     ):
         openai = require("openai", "teacher", "mulcot.OpenAICompatible.v1")
         if max_concurrency < 1:
@@ -52,7 +58,9 @@ class OpenAICompatible:
         # Our own retry loop (below) counts retries and backs off; the client's is off.
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "no-key", timeout=timeout, max_retries=0)
         self.model = model
-        self.base_url = base_url or "https://api.openai.com/v1"
+        #: For messages, reports and the cache key: credentials redacted.
+        self.base_url = redact_url(base_url or "https://api.openai.com/v1")
+        self.max_retry_after = max_retry_after
         self.max_concurrency = max_concurrency
         self.max_retries = max_retries
         self.backoff = backoff
@@ -123,8 +131,12 @@ class OpenAICompatible:
                     transient=True,
                     retries=retries,
                 ) from transient
-            # Exponential backoff with jitter.
-            time.sleep(self.backoff * (2**retries) * (0.5 + random.random()))
+            # Exponential backoff with jitter, and never shorter than the server asked.
+            delay = self.backoff * (2**retries) * (0.5 + random.random())
+            asked = retry_after(transient)
+            if asked is not None:
+                delay = max(delay, min(asked, self.max_retry_after))
+            time.sleep(delay)
             retries += 1
         if not isinstance(response, openai.types.chat.ChatCompletion):
             raise _malformed(self.base_url, f"got {type(response).__name__} {_short(repr(response), 80)}", retries)
@@ -148,6 +160,50 @@ def _malformed(base_url: str, what: str, retries: int) -> TeacherError:
         transient=True,
         retries=retries,
     )
+
+
+#: Query parameters whose values are secrets (matched case-insensitively, by substring).
+_SECRET_PARAMS = ("key", "token", "secret", "password", "signature", "sig", "auth", "credential")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its secrets: the password of ``user:password@`` and the values
+    of query parameters that look like keys or tokens become ``***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, host = netloc.rsplit("@", 1)
+        netloc = (user.split(":", 1)[0] + ":***" if ":" in user else "***") + "@" + host
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode(
+            [(k, "***" if any(s in k.lower() for s in _SECRET_PARAMS) else v) for k, v in pairs], safe="*"
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def retry_after(error: Exception) -> Optional[float]:
+    """Seconds the server asked to wait (``Retry-After``: seconds or an HTTP date;
+    ``retry-after-ms``), or None."""
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value) if email.utils.parsedate_tz(value) else None
+        return max(0.0, when.timestamp() - time.time()) if when is not None else None
 
 
 def _short(error: Exception, limit: int = 200) -> str:
