@@ -773,7 +773,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
     port: int = typer.Option(8000, help="Port"),
     max_image_mb: float = typer.Option(5.0, help="Largest image upload, in MB"),
-    max_batch: int = typer.Option(32, help="Most posts per /api/batch request"),
+    max_batch: int = typer.Option(32, min=1, help="Most posts per /api/batch request"),
+    max_request_mb: float = typer.Option(20.0, help="Largest /api/batch body, in MB (counted as it arrives)"),
 ):
     """A demo web page (and a JSON API) for a trained pipeline: type a post, upload an
     image, see the aspects in polarity colours, the probabilities and the chains."""
@@ -783,7 +784,12 @@ def serve(
     uvicorn = require("uvicorn", "serve", "the demo server")
 
     nlp = spacy.load(model)
-    app_ = create_app(nlp, max_image_bytes=int(max_image_mb * 1_000_000), max_batch=max_batch)
+    app_ = create_app(
+        nlp,
+        max_image_bytes=int(max_image_mb * 1_000_000),
+        max_batch=max_batch,
+        max_request_bytes=int(max_request_mb * 1_000_000),
+    )
     typer.echo(f"serving {model} on http://{host}:{port}/ (JSON: POST /api/analyze, /api/batch)")
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 

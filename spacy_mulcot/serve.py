@@ -7,11 +7,15 @@ per aspect. ``POST /api/analyze`` (a form: ``text``, ``image``, ``aspects``,
 ``chains``) and ``POST /api/batch`` (JSON: ``{"posts": [{"text", "image": base64,
 "aspects": [...]}], "chains": false}``) return the records of
 :func:`spacy_mulcot.predict.record`. Uploads are checked for size, declared type and
-actual content (decoded with the pixel cap) before the model sees them.
+actual content (decoded with the pixel cap) before the model sees them. Every
+request body is bounded by the bytes actually received (a declared length is checked
+first, but a chunked upload or a false length is counted as it streams): a request
+over the bound is refused with 413 before it is held in memory whole.
 """
 
 import base64
 import binascii
+import json
 import threading
 from typing import Any, Dict, List, Optional
 
@@ -47,8 +51,13 @@ class Analyzer:
         max_batch: int = 32,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         component: str = "mulcot",
+        max_request_bytes: int = 20_000_000,
     ):
         self.nlp = nlp
+        #: /api/batch's body bound; /api/analyze's is one image and a text, with room
+        #: for the form's own bytes.
+        self.max_request_bytes = max_request_bytes
+        self.max_form_bytes = max_image_bytes + 4 * MAX_TEXT_CHARS + 64_000
         self.max_image_bytes = max_image_bytes
         self.max_batch = max_batch
         self.max_pixels = max_pixels
@@ -115,11 +124,12 @@ def create_app(nlp: Language, **settings):
         return HTMLResponse(PAGE.replace("{{GENERATOR}}", "true" if analyzer.has_generator else "false"))
 
     async def analyze(request: Request) -> JSONResponse:
-        length = int(request.headers.get("content-length") or 0)
-        if length > analyzer.max_image_bytes + 2 * MAX_TEXT_CHARS * 4 + 10_000:
-            why = f"the request is {length} bytes, over the limit for a post with an image of {analyzer.max_image_bytes} bytes"
-            return refused(BadInput(why, 413))
         try:
+            await read_bounded(request, analyzer.max_form_bytes, "a post with an image")
+        except BadInput as e:
+            return refused(e)
+        try:
+            # Parsed from the bytes read above (Starlette's stream() replays a body read).
             form = await request.form(max_files=1, max_fields=8)
         except Exception as e:  # malformed multipart
             return refused(BadInput(f"not a valid form: {e}"))
@@ -141,8 +151,12 @@ def create_app(nlp: Language, **settings):
 
     async def batch(request: Request) -> JSONResponse:
         try:
-            body = await request.json()
-        except Exception:
+            raw = await read_bounded(request, analyzer.max_request_bytes, "a batch")
+        except BadInput as e:
+            return refused(e)
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
             return refused(BadInput('the body must be JSON: {"posts": [...], "chains": false}'))
         try:
             posts = body.get("posts") if isinstance(body, dict) else None
@@ -171,6 +185,28 @@ def create_app(nlp: Language, **settings):
             Route("/api/batch", batch, methods=["POST"]),
         ]
     )
+
+
+async def read_bounded(request, limit: int, what: str) -> bytes:
+    """The request's body, refused (413) once more than ``limit`` bytes are declared
+    or have arrived: counted as it streams, never read whole first."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise BadInput(f"Content-Length is not a number: {declared!r}") from None
+        if size > limit:
+            raise BadInput(f"the request is {size} bytes, over the limit of {limit} for {what}", 413)
+    chunks, received = [], 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise BadInput(f"the request is over the limit of {limit} bytes for {what}", 413)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # what Request.body()/form() read from now on
+    return body
 
 
 def _b64(value: Any, index: int) -> Optional[bytes]:

@@ -155,3 +155,73 @@ def test_page_in_a_real_headless_browser(app, tmp_path):
         server.should_exit = True
         thread.join(timeout=10)
     assert (tmp_path / "demo.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.fixture(scope="module")
+def live_url(trained_model_dir):
+    """A real uvicorn server for the body-bound tests (small bounds)."""
+    import uvicorn
+
+    from spacy_mulcot.serve import create_app
+
+    bounded = create_app(spacy.load(trained_model_dir), max_image_bytes=50_000, max_batch=3, max_request_bytes=100_000)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(bounded, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.1)
+    yield ("127.0.0.1", port)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _raw_request(address, head: bytes, chunks=(), pause: float = 0.0) -> bytes:
+    """Send ``head`` and then ``chunks`` (stopping at the first send that fails), and
+    return what the server answered."""
+    with socket.create_connection(address, timeout=20) as conn:
+        conn.sendall(head)
+        for chunk in chunks:
+            try:
+                conn.sendall(chunk)
+            except OSError:
+                break
+            time.sleep(pause)
+        return conn.recv(4096)
+
+
+def test_a_declared_oversized_body_is_refused_before_it_is_sent(live_url):
+    """Before: /api/batch read a 300 MB body whole (+713 MB of server memory)."""
+    head = b"POST /api/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 300000000\r\n\r\n"
+    answer = _raw_request(live_url, head)  # not one byte of the body sent
+    assert answer.startswith(b"HTTP/1.1 413") and b"over the limit of 100000" in answer
+
+
+@pytest.mark.parametrize("path", [b"/api/batch", b"/api/analyze"])
+def test_a_chunked_upload_is_refused_once_the_bytes_that_arrived_pass_the_bound(live_url, path):
+    """No length declared: the bound is counted on what arrives; the rest is never read."""
+    head = (
+        b"POST "
+        + path
+        + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    piece = b"x" * 65_536
+    chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    answer = _raw_request(live_url, head, [chunk] * 3)  # ~196 KB, then the client waits (never ends the body)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"over the limit" in answer
+
+
+def test_a_batch_under_the_bound_still_works(live_url):
+    import json
+    import urllib.request
+
+    body = json.dumps({"posts": [{"text": "Loving the new Tesla"}]}).encode()
+    request = urllib.request.Request(
+        f"http://{live_url[0]}:{live_url[1]}/api/batch", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert json.loads(response.read())["results"][0]["text"] == "Loving the new Tesla"
