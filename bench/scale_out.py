@@ -92,7 +92,9 @@ def main(
 
         run = partial(run_shards, str(model), settings=settings, workers=workers, on_start=on_start)
         begin = time.perf_counter()
-        summary = predict_in_shards(posts, out, "jsonl", settings, run, shard_size=shard_size, progress=False)
+        summary = predict_in_shards(
+            posts, out, "jsonl", settings, run, model=str(model), shard_size=shard_size, progress=False
+        )
         seconds = time.perf_counter() - begin
         row = {
             "run": name,

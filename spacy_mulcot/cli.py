@@ -26,6 +26,7 @@ convert_app = typer.Typer(help="Convert datasets to .spacy files (DocBin with us
 app.add_typer(convert_app, name="convert")
 
 SPLITS = ("train", "dev", "test")
+_STATE = {"debug": False}
 
 
 @app.callback()
@@ -35,8 +36,7 @@ def main(
     ),
 ) -> None:
     """spacy-mulcot: multimodal aspect sentiment with reasoning, for spaCy."""
-    if debug:
-        os.environ["MULCOT_DEBUG"] = "1"
+    _STATE["debug"] = debug  # set on every invocation (the process may run several)
 
 
 def _left_as_was(output: Path) -> str:
@@ -53,7 +53,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _debug() -> bool:
-    return os.environ.get("MULCOT_DEBUG", "").lower() in ("1", "true", "yes")
+    return _STATE["debug"] or os.environ.get("MULCOT_DEBUG", "").lower() in ("1", "true", "yes")
 
 
 #: What a user's input or setup can cause (a missing or malformed file, a bad image, a
@@ -753,15 +753,28 @@ def _predict_with_ray(
         max_retries=max_retries,
     )
     try:
-        summary = predict_in_shards(source, output, fmt, settings, run, shard_size=shard_size, keep_shards=keep_shards)
-    except (RowError, ValueError, ImportError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
+        summary = predict_in_shards(
+            source, output, fmt, settings, run, model=model, shard_size=shard_size, keep_shards=keep_shards
+        )
+    except KeyboardInterrupt:
+        _fail(f"interrupted; committed shards are kept in {output}.shards/: the same command resumes", code=130)
+    except Exception as e:
+        cause = getattr(e, "cause", None)  # Ray's RayTaskError: a worker's failure, its traceback long
+        if cause is None:
+            if isinstance(e, (RowError, ValueError, ImportError)):
+                _fail(_one_line(e))
+            raise
+        import traceback
+
+        log = output.with_name(output.name + ".error.log")
+        write_text(log, "".join(traceback.format_exception(e)))
+        _fail(f"a worker failed: {type(cause).__name__}: {_one_line(cause)} (full traceback: {log})")
     for problem in summary["problems"]:
         typer.echo(f"skipped: {problem}", err=True)
     typer.echo(
         f"{output}: {summary['posts']} posts, {summary['aspects']} aspects; {summary['shards']} shards"
         + (f" ({summary['resumed']} done before)" if summary["resumed"] else "")
+        + ("; stale shards of an earlier run were discarded" if summary.get("restarted") else "")
         + (f"; {summary['skipped']} malformed records skipped" if summary["skipped"] else "")
         + (f"; {summary['image_errors']} images could not be read" if summary["image_errors"] else "")
     )

@@ -22,6 +22,7 @@ from .doc_model import ASPECTS_KEY
 from .errors import NoGeneratorError
 from .labels import POLARITIES
 from .readers import ReadStats, read_docbin, read_jsonl
+from .readers.errors import Window, outside
 from .readers.table import ID_KEY, read_csv, read_folder
 
 INPUT_KINDS = ("csv", "jsonl", "folder", "spacy")
@@ -64,23 +65,30 @@ def read_posts(
     on_error: str = "raise",
     stats: Optional[ReadStats] = None,
     image_dir: Optional[Path] = None,
+    window: Window = None,
 ) -> Iterator[Doc]:
     """The posts of ``path`` as docs (given aspects kept, unlabelled); bad records raise
-    or are skipped and counted in ``stats`` (file and line in ``stats.problems``)."""
+    or are skipped and counted in ``stats`` (file and line in ``stats.problems``).
+    ``window``: only records ``[first, stop)`` are parsed (see ``ReadStats.positions``)."""
     stats = stats if stats is not None else ReadStats()
     kind = input_kind(path)
     if kind == "csv":
-        yield from read_csv(path, nlp, image_dir=image_dir, on_error=on_error, stats=stats)
+        yield from read_csv(path, nlp, image_dir=image_dir, on_error=on_error, stats=stats, window=window)
     elif kind == "jsonl":
-        yield from read_jsonl(path, nlp, image_dir=image_dir, on_error=on_error, stats=stats)
+        yield from read_jsonl(path, nlp, image_dir=image_dir, on_error=on_error, stats=stats, window=window)
     elif kind == "folder":
-        yield from read_folder(path, nlp, on_error=on_error, stats=stats)
+        yield from read_folder(path, nlp, on_error=on_error, stats=stats, window=window)
     else:
         from .readers.corpus import make_example
 
         for i, doc in enumerate(read_docbin(path, nlp)):
+            where = outside(window, i)
+            if where:
+                if where > 0:
+                    break
+                continue
             stats.records += 1
-            stats.docs += 1
+            stats.made(i)
             given = ASPECTS_KEY in doc.spans
             post = make_example(doc, given_aspects=given, image_dir=image_dir, rationales=False).predicted
             post.user_data[ID_KEY] = i

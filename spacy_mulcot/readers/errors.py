@@ -3,7 +3,7 @@
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Union
+from typing import List, Optional, Tuple, Union
 
 ON_ERROR = ("raise", "skip")
 #: The longest post text a user-data reader accepts (a bound, not a tweet's length:
@@ -28,6 +28,19 @@ class ReadStats:
     skipped: int = 0
     duplicates: int = 0  # records repeating one already read (merged, not skipped)
     problems: List[str] = field(default_factory=list)
+    #: With ``track_positions()``: the record index (0-based, in the file's order) of
+    #: each doc made, so a later reader can be given a window of records to read.
+    positions: Optional[List[int]] = None
+
+    def track_positions(self) -> "ReadStats":
+        self.positions = []
+        return self
+
+    def made(self, index: int) -> None:
+        """A doc was made from record ``index``."""
+        self.docs += 1
+        if self.positions is not None:
+            self.positions.append(index)
 
     def skip(self, err: RowError, count: int = 1) -> None:
         self.skipped += count
@@ -69,3 +82,16 @@ def _inside(candidate: Path, base: Path) -> bool:
     root = Path(os.path.normpath(os.path.abspath(base)))
     target = Path(os.path.normpath(os.path.abspath(candidate)))
     return target != root and root in target.parents
+
+
+#: Records ``[first, stop)`` (0-based, in the file's order) a reader reads; the others
+#: are passed over before they are parsed (a worker reads only its shard's posts).
+Window = Optional[Tuple[int, int]]
+
+
+def outside(window: Window, index: int) -> int:
+    """-1: record ``index`` comes before ``window`` (pass over it), 1: after it (stop),
+    0: read it."""
+    if window is None:
+        return 0
+    return -1 if index < window[0] else (1 if index >= window[1] else 0)

@@ -25,7 +25,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from ..doc_model import AspectNotFoundError, make_doc
-from .errors import MAX_TEXT_CHARS, ReadStats, RowError, open_input, safe_path
+from .errors import MAX_TEXT_CHARS, ReadStats, RowError, Window, open_input, outside, safe_path
 
 
 def read_jsonl(
@@ -35,6 +35,7 @@ def read_jsonl(
     on_error: str = "raise",
     stats: Optional[ReadStats] = None,
     max_text_chars: int = MAX_TEXT_CHARS,
+    window: Window = None,
 ) -> Iterator[Doc]:
     """Docs from a JSONL file, a line decoded at a time: a bad line (not UTF-8, not
     JSON, a bad field, aspects that overlap) raises naming file and line, or is skipped
@@ -44,11 +45,18 @@ def read_jsonl(
     path = open_input(path, "JSONL file", on_error)
     image_dir = Path(image_dir) if image_dir is not None else path.parent
     stats = stats if stats is not None else ReadStats()
+    index = -1
     with path.open("rb") as f:
         for line_no, raw in enumerate(f, start=1):
             if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8) :]
             if not raw.strip():
+                continue
+            index += 1
+            where = outside(window, index)
+            if where:
+                if where > 0:
+                    break
                 continue
             stats.records += 1
             try:
@@ -62,7 +70,7 @@ def read_jsonl(
             except RowError as err:
                 stats.failed(err, on_error)
                 continue
-            stats.docs += 1
+            stats.made(index)
             yield doc
 
 

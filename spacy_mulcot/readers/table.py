@@ -18,7 +18,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from ..doc_model import AspectNotFoundError, make_doc
-from .errors import MAX_TEXT_CHARS, ReadStats, RowError, check_on_error, open_input, safe_path
+from .errors import MAX_TEXT_CHARS, ReadStats, RowError, Window, check_on_error, open_input, outside, safe_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 #: ``doc.user_data`` key of the record's id (the ``id`` column, the file name, or the line).
@@ -35,6 +35,7 @@ def read_csv(
     image_column: str = "image",
     aspects_column: str = "aspects",
     max_text_chars: int = MAX_TEXT_CHARS,
+    window: Window = None,
 ) -> Iterator[Doc]:
     """Docs from a CSV file; a malformed row raises (naming file and line) or is
     skipped and counted. Quoting is read strictly: a quote left open (which would
@@ -49,7 +50,13 @@ def read_csv(
     fieldnames = [name.strip() for name in fieldnames]
     if text_column not in fieldnames:
         raise RowError(path, (header or 0) + 1, f"the header must name a {text_column!r} column, got {fieldnames}")
-    for line, fields in csv_records(lines, header + 1, path, len(fieldnames), fieldnames.index(text_column)):
+    rows = csv_records(lines, header + 1, path, len(fieldnames), fieldnames.index(text_column))
+    for index, (line, fields) in enumerate(rows):
+        where = outside(window, index)
+        if where:
+            if where > 0:
+                break
+            continue
         stats.records += 1
         try:
             if isinstance(fields, RowError):
@@ -63,7 +70,7 @@ def read_csv(
         except RowError as err:
             stats.failed(err, on_error)
             continue
-        stats.docs += 1
+        stats.made(index)
         yield doc
 
 
@@ -175,7 +182,12 @@ def _aspects(cell: Optional[str], path, line):
 
 
 def read_folder(
-    folder: Union[str, Path], nlp: Language, on_error: str = "raise", stats: Optional[ReadStats] = None, **csv_options
+    folder: Union[str, Path],
+    nlp: Language,
+    on_error: str = "raise",
+    stats: Optional[ReadStats] = None,
+    window: Window = None,
+    **csv_options,
 ) -> Iterator[Doc]:
     """Docs from a folder of ``NAME.txt`` posts (and ``NAME.<image>`` pictures), or
     from the single CSV in it."""
@@ -188,10 +200,15 @@ def read_folder(
     tables = sorted(folder.glob("*.csv"))
     if not texts:
         if len(tables) == 1:
-            yield from read_csv(tables[0], nlp, on_error=on_error, stats=stats, **csv_options)
+            yield from read_csv(tables[0], nlp, on_error=on_error, stats=stats, window=window, **csv_options)
             return
         raise FileNotFoundError(f"{folder} holds no NAME.txt posts (and not exactly one .csv)")
-    for path in texts:
+    for index, path in enumerate(texts):
+        where = outside(window, index)
+        if where:
+            if where > 0:
+                break
+            continue
         stats.records += 1
         try:
             try:
@@ -206,5 +223,5 @@ def read_folder(
         image = next((path.with_suffix(s) for s in IMAGE_SUFFIXES if path.with_suffix(s).exists()), None)
         doc = make_doc(nlp, text, str(image) if image else None)
         doc.user_data[ID_KEY] = path.stem
-        stats.docs += 1
+        stats.made(index)
         yield doc
