@@ -8,6 +8,7 @@ and the previous content of the target, if any, is left as it was.
 
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator, Union
@@ -44,6 +45,27 @@ def atomic_open(target: PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO
     with atomic_path(target) as tmp:
         with open(tmp, mode, **kwargs) as f:
             yield f
+
+
+@contextmanager
+def atomic_dir(target: PathLike) -> Iterator[Path]:
+    """Yield a temporary folder to fill with ``target``'s content; on success it takes
+    ``target``'s place (an existing ``target`` is replaced), on failure it is removed."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_beside(target)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = target.with_name(f".{target.name}.{os.getpid()}.old")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_text(target: PathLike, text: str, encoding: str = "utf-8") -> None:

@@ -15,7 +15,7 @@ import typer
 from spacy.tokens import Doc, DocBin
 from tqdm import tqdm
 
-from .atomic import atomic_path, write_json, write_text
+from .atomic import atomic_dir, atomic_path, write_json, write_text
 from .doc_model import ASPECTS_KEY
 from .errors import NoGeneratorError
 from .images import ImageError
@@ -456,8 +456,9 @@ def export_generator(
     if generator is None:
         raise typer.BadParameter(f"{pipeline}: component {component!r} has no generator")
     lm = merged(generator.lm)  # LoRA adapters folded in: a plain HF model folder
-    lm.save_pretrained(output_dir)
-    generator.tokenizer.save_pretrained(output_dir)
+    with atomic_dir(output_dir) as tmp:  # a half-written model folder is never left
+        lm.save_pretrained(tmp)
+        generator.tokenizer.save_pretrained(tmp)
     typer.echo(f"{output_dir}: {sum(p.numel() for p in lm.parameters()) / 1e6:.1f}M-parameter LM and tokenizer")
 
 

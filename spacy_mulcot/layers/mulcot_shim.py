@@ -77,7 +77,8 @@ class MulcotShim(PyTorchShim):
             # generator name resolves to here (missing, or another LM of that name).
             self.set_generator(_generator_from_files(saved, self.generator.settings))
         device = get_torch_default_device()
-        self._model.load_state_dict(torch.load(BytesIO(msg["state"]), map_location=device))
+        # weights_only: a saved pipeline is data; a pickle that would run code is refused.
+        self._model.load_state_dict(torch.load(BytesIO(msg["state"]), map_location=device, weights_only=True))
         self._model.to(device)
         self._grad_scaler.to_(device)
         return self
