@@ -7,6 +7,8 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from spacy_mulcot.atomic import write_json
+
 
 def machine() -> str:
     """The CPU and the torch threads the figures were measured with."""
@@ -17,7 +19,7 @@ def write_report(report: Dict[str, Any], output: Optional[Path]) -> None:
     """Write ``report`` as indented JSON to ``output`` (if given), making its folder."""
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(report, indent=2))
+        write_json(output, report)
 
 
 def emit(report: Dict[str, Any], output: Optional[Path]) -> None:

@@ -13,7 +13,6 @@ so that its time is attributed (``--decode-threads 2`` shows the overlapped run)
         corpus/twitter2015/sentence/test.spacy --output metrics/profile.json
 """
 
-import json
 import time
 from collections import defaultdict
 from functools import wraps
@@ -27,6 +26,7 @@ from _report import machine
 
 import spacy_mulcot.architectures as architectures
 import spacy_mulcot.bio as bio
+from spacy_mulcot.atomic import write_json
 from spacy_mulcot.components.mulcot import Mulcot
 from spacy_mulcot.images import ImageRef
 from spacy_mulcot.readers import read_docbin
@@ -160,7 +160,7 @@ def main(
     typer.echo(f"\n{len(posts)} posts, {result['docs_per_s']} docs/s (tokenizer included)")
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=2))
+        write_json(output, result)
 
 
 if __name__ == "__main__":

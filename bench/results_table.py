@@ -11,6 +11,7 @@ from typing import List, Optional
 
 import typer
 
+from spacy_mulcot.atomic import write_text
 from spacy_mulcot.evaluation.tables import ANCHORS, CLASSIFICATION_COLUMNS, markdown_table
 
 
@@ -28,7 +29,7 @@ def main(
     typer.echo(table)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(table + "\n")
+        write_text(output, table + "\n")
 
 
 if __name__ == "__main__":

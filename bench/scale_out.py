@@ -23,6 +23,7 @@ import spacy
 import typer
 from _report import machine
 
+from spacy_mulcot.atomic import write_json
 from spacy_mulcot.engines.ray_engine import run_shards
 from spacy_mulcot.engines.shards import Settings, load_pipeline, predict_in_shards
 from spacy_mulcot.predict import RecordWriter, predict, read_posts
@@ -129,7 +130,7 @@ def main(
     typer.echo(json.dumps(result, indent=2))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=2))
+        write_json(output, result)
 
 
 if __name__ == "__main__":

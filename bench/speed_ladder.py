@@ -28,6 +28,7 @@ import spacy
 import typer
 from _report import machine
 
+from spacy_mulcot.atomic import write_json
 from spacy_mulcot.evaluation.systems import evaluate_pipeline, throughput
 from spacy_mulcot.readers import read_docbin
 
@@ -110,7 +111,7 @@ def main(
         )
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps({"rows": rows, "machine": machine(), "corpus": str(corpus)}, indent=2))
+        write_json(output, {"rows": rows, "machine": machine(), "corpus": str(corpus)})
 
 
 if __name__ == "__main__":
