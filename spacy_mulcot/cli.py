@@ -334,7 +334,7 @@ def teach(
     max_retries: int = typer.Option(3, help="Stage-2 attempts per item"),
     keep_existing: bool = typer.Option(True, help="Keep chains already present (published ones)"),
     cache: Optional[Path] = typer.Option(
-        None, help="Reply cache (SQLite); default ~/.cache/spacy-mulcot/teacher.sqlite"
+        None, help="Reply cache (SQLite); default $MULCOT_CACHE/teacher.sqlite (~/.cache/spacy-mulcot)"
     ),
     report: Optional[Path] = typer.Option(None, help="JSON run report (default: OUTPUT with .report.json)"),
     limit: int = typer.Option(0, help="Only the first N docs (0: all)"),

@@ -33,19 +33,13 @@ from typing import Any, Dict, Iterable, List, Optional
 import srsly
 
 from .atomic import write_json
+from .cache import cache_dir
 from .compute import describe_cpu
 
 #: The project's root (recipes, configs, results/ live here in a checkout).
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPES = ROOT / "configs" / "recipes.yml"
 DEFAULT_RESULTS = ROOT / "results"
-
-
-def cache_dir() -> Path:
-    """``$MULCOT_CACHE`` (default ``~/.cache/spacy-mulcot``): models and large
-    intermediates, outside the work tree. It usually survives on the same machine;
-    nothing may depend on it."""
-    return Path(os.environ.get("MULCOT_CACHE") or Path.home() / ".cache" / "spacy-mulcot")
 
 
 @dataclass

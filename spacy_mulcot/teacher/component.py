@@ -16,6 +16,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.util import minibatch
 
+from ..cache import cache_dir
 from ..doc_model import ASPECTS_KEY, preview
 from ..images import ImageError
 from ..labels import POLARITIES
@@ -32,7 +33,16 @@ class TeacherWarning(UserWarning):
     """Some items of a batch got no chain (``on_error = "warn"``)."""
 
 
-DEFAULT_CACHE = Path.home() / ".cache" / "spacy-mulcot" / "teacher.sqlite"
+#: ``cache_path = "auto"``: ``$MULCOT_CACHE/teacher.sqlite``, resolved when the component
+#: is made (a saved config says "auto", not one machine's home folder).
+DEFAULT_CACHE = "auto"
+
+
+def resolve_cache_path(cache_path: Optional[str]) -> Optional[Path]:
+    """The reply cache's file for a ``cache_path`` setting (null: no cache)."""
+    if not cache_path:
+        return None
+    return cache_dir() / "teacher.sqlite" if cache_path == DEFAULT_CACHE else Path(cache_path)
 
 
 @Language.factory(
@@ -46,7 +56,7 @@ DEFAULT_CACHE = Path.home() / ".cache" / "spacy-mulcot" / "teacher.sqlite"
         "max_retries": 3,
         "retry_temperature": 0.7,
         "prompt_path": None,
-        "cache_path": str(DEFAULT_CACHE),
+        "cache_path": DEFAULT_CACHE,
         "keep_existing": True,
         "describe_images": True,
         "batch_size": 64,
@@ -73,7 +83,7 @@ def make_teacher(
     two_stage: re-ask for the gold label where stage 1 disagrees (needs gold labels:
         the spans' labels, or the highest of ``doc.cats``).
     prompt_path: a jinja template replacing the packaged one for ``level``.
-    cache_path: SQLite reply cache (null: no cache).
+    cache_path: SQLite reply cache ("auto": $MULCOT_CACHE/teacher.sqlite; null: no cache).
     keep_existing: leave items that already have a rationale (published chains) alone.
     describe_images: for backends that cannot see images, describe the image in words
         from EfficientNet-Lite0's top ImageNet classes.
@@ -113,7 +123,7 @@ class MulcotTeacher:
         max_retries: int = 3,
         retry_temperature: float = 0.7,
         prompt_path: Optional[str] = None,
-        cache_path: Optional[str] = str(DEFAULT_CACHE),
+        cache_path: Optional[str] = DEFAULT_CACHE,
         keep_existing: bool = True,
         describe_images: bool = True,
         batch_size: int = 64,
@@ -132,7 +142,8 @@ class MulcotTeacher:
         self.keep_existing = keep_existing
         self.describe_images = describe_images
         self.batch_size = batch_size
-        self.cache = ReplyCache(cache_path) if cache_path else None
+        path = resolve_cache_path(cache_path)
+        self.cache = ReplyCache(str(path)) if path is not None else None
         self.runner = TwoStageTeacher(
             backend,
             TeacherPrompt(level, prompt_path),

@@ -217,3 +217,13 @@ def test_convert_jsonl_and_mvsa_cli(tmp_path):
     mvsa.write_text(json.dumps([{"id": 1, "text": "sunny", "emotion_label": 0}]))
     result = runner.invoke(app, ["convert", "mvsa", str(mvsa), str(tmp_path / "m.spacy"), "--model", "en"])
     assert result.exit_code == 0 and "1 docs from 1 records" in result.output
+
+
+def test_make_example_re_roots_the_image_without_editing_the_callers_doc(tmp_path):
+    from spacy_mulcot.doc_model import make_doc
+    from spacy_mulcot.readers.corpus import make_example
+
+    gold = make_doc(spacy.blank("en"), "Loving the new Tesla", image="old/place/1.jpg")
+    eg = make_example(gold, image_dir=tmp_path)
+    assert eg.predicted._.image.path == str(tmp_path / "1.jpg")
+    assert gold._.image.path == "old/place/1.jpg" and eg.reference is gold

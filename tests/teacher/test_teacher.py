@@ -3,6 +3,7 @@ handling and the ``mulcot_teacher`` component, with a scripted backend (a real
 server is exercised in test_teacher_server.py)."""
 
 import threading
+from pathlib import Path
 
 import pytest
 import spacy
@@ -292,3 +293,15 @@ def test_split_cli_holds_out_a_slice(tmp_path):
         text=True,
     )
     assert bad.returncode != 0 and "holdout" in bad.stderr
+
+
+def test_default_cache_follows_mulcot_cache_and_keeps_home_out_of_the_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("MULCOT_CACHE", str(tmp_path / "cache"))
+    nlp = spacy.blank("en")
+    teacher = nlp.add_pipe(
+        "mulcot_teacher",
+        config={"backend": {"@misc": "mulcot.OpenAICompatible.v1", "model": "m", "base_url": "http://127.0.0.1:9/v1"}},
+    )
+    assert nlp.config["components"]["mulcot_teacher"]["cache_path"] == "auto"
+    assert str(Path.home()) not in nlp.config.to_str()
+    assert teacher.cache is not None and (tmp_path / "cache" / "teacher.sqlite").exists()
