@@ -387,7 +387,7 @@ def teach(
                 "max_retries": max_retries,
                 "keep_existing": keep_existing,
                 "cache_path": str(cache or DEFAULT_CACHE),
-                "on_error": "raise" if on_error == "raise" else "warn",
+                "on_error": on_error,
             },
         )
     except ValueError as e:

@@ -32,7 +32,7 @@ from ..errors import NoGeneratorError
 from ..labels import POLARITIES
 from ..losses import Distillation, cross_entropy, distill_rows, log_softmax, soft_cross_entropy, softmax
 from ..reasoning import force_prediction
-from ..reasoning.generator import DECODERS, generator_from_folder
+from ..reasoning.generator import DECODERS, PendingGenerator, generator_from_folder
 from ..scorer import DEFAULT_SCORE_WEIGHTS, score_mulcot
 
 REASONING_TARGETS = ("aspects", "post", "both")
@@ -281,12 +281,22 @@ class Mulcot(TrainablePipe):
             net_shim(self.model).set_generator(generator_from_folder(legacy, generator.settings))
         super().from_disk(path, exclude=exclude)
         self.cfg.update(self._settings)
+        self._require_generator_loaded()
         return self
 
     def from_bytes(self, bytes_data, *, exclude=tuple()):
         super().from_bytes(bytes_data, exclude=exclude)
         self.cfg.update(self._settings)
+        self._require_generator_loaded()
         return self
+
+    def _require_generator_loaded(self) -> None:
+        """A generator whose LM could not be found stands in until the saved pipeline's
+        own copy replaces it (load) or training starts (initialize); still there after
+        either, the name was wrong: say so now, not at the first chain."""
+        generator = generator_of(self.model)
+        if isinstance(generator, PendingGenerator):
+            generator._fail()
 
     @property
     def has_generator(self) -> bool:
@@ -653,6 +663,7 @@ class Mulcot(TrainablePipe):
         nlp: Optional[Language] = None,
     ) -> None:
         validate_get_examples(get_examples, "Mulcot.initialize")
+        self._require_generator_loaded()
         if nlp is not None and _listens_to_transformer(self.model):
             if not any(
                 getattr(p, "model", None) is not None and p.model.name == "transformer" for _, p in nlp.pipeline

@@ -26,11 +26,13 @@ from .enhancement import RunReport, TeacherItem, TeacherResult, TwoStageTeacher
 from .prompting import LEVELS, TeacherPrompt
 
 USER_DATA_KEY = "mulcot_teacher"
-ON_ERROR = ("raise", "warn")
+#: As everywhere in the project (readers, mulcot_image, the CLI): "raise" or "skip".
+#: "warn", this component's old word for "skip", is still accepted.
+ON_ERROR = ("raise", "skip")
 
 
 class TeacherWarning(UserWarning):
-    """Some items of a batch got no chain (``on_error = "warn"``)."""
+    """Some items of a batch got no chain (``on_error = "skip"``)."""
 
 
 #: ``cache_path = "auto"``: ``$MULCOT_CACHE/teacher.sqlite``, resolved when the component
@@ -89,7 +91,7 @@ def make_teacher(
         from EfficientNet-Lite0's top ImageNet classes.
     on_error: what happens when a doc's chains cannot be written (its image cannot be
         read, the server refuses or is down): "raise" stops with an error naming the doc
-        (replies already received stay cached); "warn" marks those items failed, warns
+        (replies already received stay cached); "skip" marks those items failed, warns
         once per batch and goes on.
     """
     return MulcotTeacher(
@@ -131,6 +133,7 @@ class MulcotTeacher:
     ):
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+        on_error = "skip" if on_error == "warn" else on_error
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         self.on_error = on_error
@@ -220,7 +223,7 @@ class MulcotTeacher:
             + (f". First: {report.failures[0]}" if report.failures else "")
         )
         if self.on_error == "raise":
-            raise TeacherError(message + " (set on_error='warn' to go on without them)")
+            raise TeacherError(message + " (set on_error='skip' to go on without them)")
         warnings.warn(message, TeacherWarning)
 
     def annotate(
@@ -234,7 +237,7 @@ class MulcotTeacher:
         ``offset``: the position of ``docs[0]`` in the caller's stream (named in errors).
 
         A doc whose image cannot be read raises (``on_error="raise"``, before any
-        request is sent) or has its items marked failed, unsent (``"warn"``)."""
+        request is sent) or has its items marked failed, unsent (``"skip"``)."""
         keys, items = [], []
         unsent: List[Tuple[Tuple[int, int], TeacherResult]] = []
         for i, doc in enumerate(docs):
@@ -246,7 +249,7 @@ class MulcotTeacher:
             except ImageError as err:
                 message = f"{self.name}: doc {offset + i} ({preview(doc)}): {err}"
                 if self.on_error == "raise":
-                    raise ImageError(message + " (set on_error='warn' to skip such docs)") from None
+                    raise ImageError(message + " (set on_error='skip' to skip such docs)") from None
                 unsent.extend(((i, j), TeacherResult(status="failed", error=message)) for j, *_ in targets)
                 continue
             for j, aspect, gold, _ in targets:
