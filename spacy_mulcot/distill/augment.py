@@ -4,7 +4,8 @@ have none and keeps those whose Prediction matches the gold label."""
 import random
 import time
 from collections import Counter
-from typing import Dict, List
+from contextlib import contextmanager
+from typing import Dict, Iterator, List
 
 import torch
 from spacy.language import Language
@@ -16,6 +17,19 @@ from ..doc_model import ASPECTS_KEY
 from ..readers.corpus import make_example
 
 USER_DATA_KEY = "mulcot_augment"
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Python's and torch's global RNGs seeded inside, restored after."""
+    state = random.getstate()
+    with torch.random.fork_rng(devices=[]):
+        random.seed(seed)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(state)
 
 
 def augment_chains(
@@ -56,10 +70,10 @@ def augment_chains(
         for attempt in range(attempts):
             if not pending:
                 break
-            random.seed(attempt)
-            torch.manual_seed(attempt)
             inputs = [make_example(d, given_aspects=True, rationales=False).predicted for d in gold]
-            for i, doc in enumerate(assistant.pipe(inputs, component_cfg={component: settings})):
+            with _seeded(attempt):  # reproducible samples; the caller's RNG state is left as it was
+                out = list(assistant.pipe(inputs, component_cfg={component: settings}))
+            for i, doc in enumerate(out):
                 for j, span in enumerate(doc.spans[ASPECTS_KEY]):
                     if (i, j) not in pending:
                         continue

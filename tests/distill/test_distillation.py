@@ -171,3 +171,20 @@ def test_docbin_round_trip_gives_lists_back_as_lists(tmp_path):
     (back,) = read_docbin(tmp_path / "d.spacy", nlp)
     assert back.user_data["log"] == [{"span": 0, "steps": [1, 2]}]
     assert back.spans["aspects"][0]._.soft_labels == [0.5, 0.25, 0.25]
+
+
+def test_augment_sampling_is_seeded_without_touching_the_callers_rngs():
+    import random
+
+    from spacy_mulcot.distill.augment import _seeded
+
+    random.seed(5)
+    torch.manual_seed(5)
+    expected = (random.random(), torch.rand(1).item())
+    random.seed(5)
+    torch.manual_seed(5)
+    with _seeded(0):
+        first = torch.rand(3)
+    assert (random.random(), torch.rand(1).item()) == expected  # before: reseeded to the attempt number
+    with _seeded(0):
+        assert torch.equal(torch.rand(3), first)
