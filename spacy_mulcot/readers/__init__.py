@@ -56,11 +56,14 @@ def twitter_v1(
     return examples_from(read, given_aspects=view == "aspect", limit=limit)
 
 
-def mvsa_v1(path: str, image_dir: Optional[str] = None, on_error: str = "raise", limit: int = 0) -> Reader:
-    """``mulcot.MVSAReader.v1``: MVSA-Single/Multiple JSON (post-level sentiment)."""
+def mvsa_v1(
+    path: str, image_dir: Optional[str] = None, on_error: str = "raise", limit: int = 0, images: Optional[bool] = None
+) -> Reader:
+    """``mulcot.MVSAReader.v1``: MVSA-Single/Multiple JSON (post-level sentiment);
+    ``images``: null (when the image folder exists), true or false (text only)."""
 
     def read(nlp):
-        return read_mvsa(path, nlp, image_dir=image_dir, on_error=on_error)
+        return read_mvsa(path, nlp, image_dir=image_dir, on_error=on_error, images=images)
 
     return examples_from(read, given_aspects=False, limit=limit)
 

@@ -1,7 +1,9 @@
 """MVSA-Single / MVSA-Multiple in the common JSON format (post-level sentiment).
 
 ``[{"id": ..., "text": ..., "emotion_label": 0|1|2}, ...]`` with 0 positive,
-1 neutral, 2 negative; the image of post ``id`` is ``{image_dir}/{id}.jpg``.
+1 neutral, 2 negative; the image of post ``id`` is ``{image_dir}/{id}.jpg``. Posts are
+read without images when there is no image folder (``images=None``, the default) or
+when asked (``images=False``): the copy of MVSA-Single most people can get is text only.
 """
 
 import json
@@ -22,10 +24,16 @@ def read_mvsa(
     image_dir: Optional[Union[str, Path]] = None,
     on_error: str = "raise",
     stats: Optional[ReadStats] = None,
+    images: Optional[bool] = None,
 ) -> Iterator[Doc]:
-    """Docs with ``doc.cats`` set from ``emotion_label`` and the post's image."""
+    """Docs with ``doc.cats`` set from ``emotion_label`` and, with ``images`` (None:
+    when the image folder exists), the post's image."""
     path = open_input(path, "MVSA file", on_error)
     image_dir = Path(image_dir) if image_dir is not None else path.parent / "images"
+    if images is None:
+        images = image_dir.is_dir()
+    elif images and not image_dir.is_dir():
+        raise FileNotFoundError(f"MVSA image folder not found: {image_dir} (images=False reads the text only)")
     stats = stats if stats is not None else ReadStats()
     try:
         records = json.loads(path.read_text(encoding="utf-8"))
@@ -48,11 +56,11 @@ def read_mvsa(
             post_id = rec["id"]
             if isinstance(post_id, bool) or not isinstance(post_id, (int, str)) or not str(post_id).strip():
                 raise RowError(path, i, f"'id' must be a number or a name, got {post_id!r}", "record")
-            image = safe_path(image_dir, f"{post_id}.jpg", path, i, "record")
+            image = safe_path(image_dir, f"{post_id}.jpg", path, i, "record") if images else None
         except RowError as err:
             stats.failed(err, on_error)
             continue
-        doc = make_doc(nlp, rec["text"], image=str(image))
+        doc = make_doc(nlp, rec["text"], image=str(image) if image is not None else None)
         doc.cats = one_hot(label)
         stats.docs += 1
         yield doc

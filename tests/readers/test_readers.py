@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import spacy
@@ -102,6 +103,7 @@ def test_mvsa_reader(tmp_path):
     posts = [{"id": 7, "text": "What a day!", "emotion_label": 0}, {"id": 8, "text": "meh", "emotion_label": 2}]
     path = tmp_path / "mvsa_single.json"
     path.write_text(json.dumps(posts))
+    (tmp_path / "img").mkdir()
     docs = list(read_mvsa(path, nlp, image_dir=tmp_path / "img"))
     assert docs[0].cats == {"POS": 1.0, "NEU": 0.0, "NEG": 0.0}
     assert docs[1].cats["NEG"] == 1.0
@@ -111,6 +113,30 @@ def test_mvsa_reader(tmp_path):
         list(read_mvsa(path, nlp))
     stats = ReadStats()
     assert len(list(read_mvsa(path, nlp, on_error="skip", stats=stats))) == 2 and stats.skipped == 1
+
+
+def test_mvsa_without_images_is_text_only(tmp_path):
+    """The MVSA-Single copy people can get has no images: no folder, no image refs."""
+    nlp = spacy.blank("en")
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps([{"id": "5", "text": "What a day!", "emotion_label": 0}]))
+    (doc,) = read_mvsa(path, nlp)  # no images/ beside it
+    assert doc._.image is None and doc.cats["POS"] == 1.0
+    with pytest.raises(FileNotFoundError, match="image folder not found"):
+        list(read_mvsa(path, nlp, images=True))
+    (tmp_path / "images").mkdir()
+    assert next(read_mvsa(path, nlp))._.image.path.endswith("images/5.jpg")
+    assert next(read_mvsa(path, nlp, images=False))._.image is None
+
+
+@pytest.mark.data
+def test_real_mvsa_single_reads_text_only():
+    root = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mvsa-single"
+    if not root.exists():
+        pytest.skip("../shared/data/mvsa-single is absent")
+    stats = ReadStats()
+    docs = list(read_mvsa(root / "dev.json", spacy.blank("en"), stats=stats))
+    assert len(docs) == 450 and stats.skipped == 0 and all(d._.image is None for d in docs)
 
 
 def test_jsonl_reader(tmp_path):
