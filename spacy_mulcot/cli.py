@@ -847,11 +847,14 @@ def experiment(
         raise typer.BadParameter(str(e).strip("'\"")) from e
     for r in records:
         test = r["test"]["scores"]
-        typer.echo(
-            f"{r['name']} seed {r['seed']}: test MASC {test['mulcot_masc_acc']:.1f} / "
-            f"{test['mulcot_masc_macro_f']:.1f}, MATE {test['mulcot_mate_f']:.1f}, "
-            f"JMASA {test['mulcot_jmasa_f']:.1f}; trained in {r['train']['wall_s'] / 60:.1f} min"
-        )
+        if test.get("mulcot_masc_acc") is not None:
+            what = (
+                f"MASC {test['mulcot_masc_acc']:.1f} / {test['mulcot_masc_macro_f']:.1f}, "
+                f"MATE {test['mulcot_mate_f']:.1f}, JMASA {test['mulcot_jmasa_f']:.1f}"
+            )
+        else:
+            what = f"MSC acc {test['mulcot_msc_acc']:.1f}, weighted-F1 {test['mulcot_msc_weighted_f']:.1f}"
+        typer.echo(f"{r['name']} seed {r['seed']}: test {what}; trained in {r['train']['wall_s'] / 60:.1f} min")
 
 
 @app.command("results")
@@ -859,7 +862,7 @@ def results(
     results_dir: Optional[Path] = typer.Argument(None, help="results/ (default: the project's)"),
     names: List[str] = typer.Option([], "--name", help="Only these results names, in this order"),
     update: List[Path] = typer.Option([], help="Rewrite the <!-- results:BLOCK --> block of these files"),
-    block: str = typer.Option("twitter2015", help="The block name to rewrite"),
+    block: str = typer.Option("twitter2015", help="The dataset (twitter2015, mvsa-single): its tables and block name"),
 ):
     """results/ as markdown tables: mean ± std over seeds (n), test and dev, train time,
     docs/s, parameters, CPU and commits. Nothing in them is typed by hand."""
@@ -867,7 +870,7 @@ def results(
     from .results import render, update_block
 
     try:
-        text = render(results_dir or DEFAULT_RESULTS, names or None)
+        text = render(results_dir or DEFAULT_RESULTS, names or None, dataset=block)
     except (FileNotFoundError, ValueError) as e:
         raise typer.BadParameter(str(e)) from e
     typer.echo(text)

@@ -146,13 +146,15 @@ def ensure_corpora(recipe: Recipe, corpus_dir: Path, data_dir: Optional[Path], l
         raise FileNotFoundError(
             f"recipe {recipe.name!r} needs {missing}; give --data-dir with {recipe.dataset}/ to convert it"
         )
-    log(f"converting {data_dir / recipe.dataset} → {corpus_dir / recipe.dataset}")
-    _run(
-        [sys.executable, "-m", "spacy_mulcot", "convert", "twitter", str(data_dir / recipe.dataset)]
-        + [str(corpus_dir / recipe.dataset)],
-        ROOT,
-        None,
-    )
+    source, target = data_dir / recipe.dataset, corpus_dir / recipe.dataset
+    log(f"converting {source} → {target}")
+    convert = [sys.executable, "-m", "spacy_mulcot", "convert"]
+    if recipe.dataset.startswith("mvsa"):
+        # MVSA: a JSON list per split; without an image folder, text only.
+        for split in ("train", "dev", "test"):
+            _run(convert + ["mvsa", str(source / f"{split}.json"), str(target / f"{split}.spacy")], ROOT, None)
+    else:
+        _run(convert + ["twitter", str(source), str(target)], ROOT, None)
 
 
 def _run(cmd: List[str], cwd: Path, log_path: Optional[Path], env: Optional[dict] = None) -> Dict[str, float]:
@@ -236,6 +238,7 @@ def run_seed(
     record = {
         "recipe": recipe.name,
         "name": name,
+        "dataset": recipe.dataset,
         "seed": seed,
         "description": recipe.description,
         "config": recipe.config,

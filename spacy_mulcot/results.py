@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from .atomic import write_text
 
-#: (column, split, key in the benchmark record's scores (percent), scale)
+#: (column, split, key in the benchmark record's scores (percent), scale), per dataset
 COLUMNS: Sequence[Tuple[str, str, str, float]] = (
     ("MASC acc", "test", "mulcot_masc_acc", 1.0),
     ("MASC macro-F1", "test", "mulcot_masc_macro_f", 1.0),
@@ -24,6 +24,17 @@ COLUMNS: Sequence[Tuple[str, str, str, float]] = (
     ("dev MATE F1", "dev", "mulcot_mate_f", 1.0),
     ("dev JMASA F1", "dev", "mulcot_jmasa_f", 1.0),
 )
+MSC_COLUMNS: Sequence[Tuple[str, str, str, float]] = (
+    ("acc", "test", "mulcot_msc_acc", 1.0),
+    ("weighted-F1", "test", "mulcot_msc_weighted_f", 1.0),
+    ("macro-F1", "test", "mulcot_msc_macro_f", 1.0),
+    ("dev acc", "dev", "mulcot_msc_acc", 1.0),
+    ("dev weighted-F1", "dev", "mulcot_msc_weighted_f", 1.0),
+)
+DATASETS = {
+    "twitter2015": ("Twitter-2015 (aspects)", COLUMNS),
+    "mvsa-single": ("MVSA-Single (post sentiment, text only)", MSC_COLUMNS),
+}
 
 
 def load_results(results_dir: Path) -> Dict[str, List[dict]]:
@@ -55,15 +66,17 @@ def _score(record: dict, split: str, key: str) -> Optional[float]:
     return float(value) if value is not None else None
 
 
-def scores_table(results: Dict[str, List[dict]], names: Optional[Sequence[str]] = None) -> str:
-    """Twitter-2015 scores per recipe: test and dev metrics, mean ± std over seeds."""
+def scores_table(
+    results: Dict[str, List[dict]], names: Optional[Sequence[str]] = None, columns: Sequence[tuple] = COLUMNS
+) -> str:
+    """Scores per recipe: test and dev metrics, mean ± std over seeds."""
     names = list(names) if names else sorted(results)
-    header = ["system", "n"] + [c[0] for c in COLUMNS]
-    lines = ["| " + " | ".join(header) + " |", "| --- | ---: |" + " ---: |" * len(COLUMNS)]
+    header = ["system", "n"] + [c[0] for c in columns]
+    lines = ["| " + " | ".join(header) + " |", "| --- | ---: |" + " ---: |" * len(columns)]
     for name in names:
         records = results.get(name, [])
         cells = [f"`{name}`", str(len(records))]
-        for _, split, key, scale in COLUMNS:
+        for _, split, key, scale in columns:
             values = [v * scale for v in (_score(r, split, key) for r in records) if v is not None]
             cells.append(mean_std(values))
         lines.append("| " + " | ".join(cells) + " |")
@@ -101,14 +114,23 @@ def _cpu_short(cpu: dict) -> str:
     return f"{cpu.get('model', '?')} ({kind})"
 
 
-def render(results_dir: Path, names: Optional[Sequence[str]] = None) -> str:
-    results = load_results(results_dir)
+def dataset_of(records: List[dict]) -> str:
+    """The dataset a results name was trained on (files from before the field: Twitter-2015)."""
+    return next((r["dataset"] for r in records if r.get("dataset")), "twitter2015")
+
+
+def render(results_dir: Path, names: Optional[Sequence[str]] = None, dataset: str = "twitter2015") -> str:
+    """The tables for the results names trained on ``dataset``."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; results tables exist for {sorted(DATASETS)}")
+    results = {k: v for k, v in load_results(results_dir).items() if dataset_of(v) == dataset}
     if not results:
-        raise FileNotFoundError(f"no results/NAME/seed-N.json under {results_dir}")
+        raise FileNotFoundError(f"no results/NAME/seed-N.json for {dataset} under {results_dir}")
     names = [n for n in names if n in results] if names else None
+    title, columns = DATASETS[dataset]
     return (
-        "Twitter-2015, percent, mean ± std over seeds (n = seeds); test scored once per seed on the "
-        "best dev checkpoint.\n\n" + scores_table(results, names) + "\n\n" + cost_table(results, names) + "\n"
+        f"{title}, percent, mean ± std over seeds (n = seeds); test scored once per seed on the "
+        "best dev checkpoint.\n\n" + scores_table(results, names, columns) + "\n\n" + cost_table(results, names) + "\n"
     )
 
 

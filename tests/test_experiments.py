@@ -133,3 +133,26 @@ def test_tables_are_mean_and_std_over_seeds(tmp_path):
     (tmp_path / "a" / "seed-3.json").write_text("{not json")
     with pytest.raises(ValueError, match="seed-3.json"):
         load_results(tmp_path)
+
+
+def test_results_tables_are_per_dataset(tmp_path):
+    import json
+
+    from spacy_mulcot.results import render
+
+    def record(name, dataset, scores):
+        folder = tmp_path / name
+        folder.mkdir(exist_ok=True)
+        rec = {"name": name, "seed": 0, "train": {"wall_s": 60}, "test": {"scores": scores}, "dev": {"scores": scores}}
+        if dataset:
+            rec["dataset"] = dataset
+        (folder / "seed-0.json").write_text(json.dumps(rec))
+
+    record("old_twitter", None, {"mulcot_masc_acc": 70.0})
+    record("mvsa", "mvsa-single", {"mulcot_msc_acc": 71.5, "mulcot_msc_weighted_f": 70.2})
+    twitter = render(tmp_path)
+    assert "`old_twitter`" in twitter and "`mvsa`" not in twitter and "MASC acc" in twitter
+    mvsa = render(tmp_path, dataset="mvsa-single")
+    assert "`mvsa` | 1 | 71.5 | 70.2 |" in mvsa and "old_twitter" not in mvsa
+    with pytest.raises(ValueError, match="unknown dataset"):
+        render(tmp_path, dataset="imdb")

@@ -34,6 +34,7 @@ DEFAULT_SCORE_WEIGHTS: Dict[str, Optional[float]] = {
     "mulcot_jmasa_r": 0.0,
     "mulcot_msc_acc": 0.0,
     "mulcot_msc_macro_f": 0.0,
+    "mulcot_msc_weighted_f": 0.0,
 }
 
 #: Metric keys in the order tables show them.
@@ -48,18 +49,28 @@ METRICS = (
     "mulcot_jmasa_f",
     "mulcot_msc_acc",
     "mulcot_msc_macro_f",
+    "mulcot_msc_weighted_f",
 )
+
+
+def _label_f1(gold: Sequence[str], pred: Sequence[str], label: str) -> float:
+    tp = sum(g == label and p == label for g, p in zip(gold, pred))
+    fp = sum(g != label and p == label for g, p in zip(gold, pred))
+    fn = sum(g == label and p != label for g, p in zip(gold, pred))
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
 def macro_f1(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str] = POLARITIES) -> float:
     """Unweighted mean of per-label F1 (a label absent from gold and pred counts 0)."""
-    scores = []
-    for label in labels:
-        tp = sum(g == label and p == label for g, p in zip(gold, pred))
-        fp = sum(g != label and p == label for g, p in zip(gold, pred))
-        fn = sum(g == label and p != label for g, p in zip(gold, pred))
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return sum(scores) / len(scores)
+    return sum(_label_f1(gold, pred, label) for label in labels) / len(labels)
+
+
+def weighted_f1(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str] = POLARITIES) -> float:
+    """Per-label F1 weighted by the label's share of gold (scikit-learn's "weighted"):
+    the F1 that MVSA papers report."""
+    if not gold:
+        return 0.0
+    return sum(_label_f1(gold, pred, label) * sum(g == label for g in gold) for label in labels) / len(gold)
 
 
 def score_mulcot(examples: Iterable[Example], spans_key: str = ASPECTS_KEY, **kwargs: Any) -> Dict[str, Any]:
@@ -104,8 +115,9 @@ def score_mulcot(examples: Iterable[Example], spans_key: str = ASPECTS_KEY, **kw
     if msc_gold:
         scores["mulcot_msc_acc"] = sum(g == p for g, p in zip(msc_gold, msc_pred)) / len(msc_gold)
         scores["mulcot_msc_macro_f"] = macro_f1(msc_gold, msc_pred)
+        scores["mulcot_msc_weighted_f"] = weighted_f1(msc_gold, msc_pred)
     else:
-        scores["mulcot_msc_acc"] = scores["mulcot_msc_macro_f"] = None
+        scores["mulcot_msc_acc"] = scores["mulcot_msc_macro_f"] = scores["mulcot_msc_weighted_f"] = None
     # spaCy's own names, so `spacy evaluate MODEL DATA --spans-key aspects` shows them:
     # the joint (span + polarity) figures as the span scores, per polarity as per type.
     if n_extracted:

@@ -104,3 +104,13 @@ def test_chain_units_are_the_sections():
     ]
     assert chain_units("just a free-form explanation") == ["just a free-form explanation"]
     assert chain_units("   ") == []
+
+
+def test_weighted_f1_weights_each_label_by_its_gold_share():
+    from spacy_mulcot.evaluation.scores import weighted_f1
+
+    gold = ["POS", "POS", "POS", "NEG"]
+    pred = ["POS", "POS", "NEG", "NEG"]
+    # F1: POS 2*2/(4+0+1) = 0.8 (share 3/4), NEG 2*1/(2+1+0) = 2/3 (share 1/4), NEU absent
+    assert weighted_f1(gold, pred) == pytest.approx(0.75 * 0.8 + 0.25 * 2 / 3)
+    assert weighted_f1([], []) == 0.0
