@@ -227,7 +227,7 @@ def _reasoning_batch(model: Model, inputs: ModelInput) -> ReasoningBatch:
             start, end = inputs.spans[item.doc][item.span]
             aspect = doc[start:end].text
         rows.append(-1 if item.is_post else int(offsets[item.doc] + item.span))
-        prompts.append(build_prompt(generator.tokenizer, doc.text, aspect, label))
+        prompts.append(build_prompt(generator.tokenizer, doc.text, aspect, label, prompt=generator.prompt))
     return ReasoningBatch(
         rows=numpy.asarray(rows, dtype="int64"),
         docs=numpy.asarray([item.doc for item in inputs.items], dtype="int64"),

@@ -33,19 +33,35 @@ _WORDS = {"POS": "positive", "NEU": "neutral", "NEG": "negative"}
 _POLARITY = re.compile(r"(?i)\b(positive|neutral|negative)\b")
 
 
-def build_prompt(tokenizer, text: str, aspect: Optional[str] = None, label: Optional[str] = None) -> str:
+#: The prompt's words, saved with every generator (``settings["prompt"]``), so that a
+#: saved pipeline keeps the prompt it was trained with whatever this file says later.
+#: Editing the prompt means a new constant (PROMPT_V2) and a new default, not an edit here.
+PROMPT_V1 = {
+    "system": SYSTEM,
+    "user": "Post: {text}\nSentiment toward {target}? Reason step by step.",
+    "explain": "\nThe sentiment is {label}: explain why.",
+}
+#: What new generators are built with.
+DEFAULT_PROMPT = PROMPT_V1
+
+
+def build_prompt(
+    tokenizer, text: str, aspect: Optional[str] = None, label: Optional[str] = None, prompt: Optional[dict] = None
+) -> str:
     """The chat prompt for one post (and aspect), ending where the chain starts.
 
     label (POS/NEU/NEG): the decision the chain is to explain (a generator built with
     ``label_in_prompt``); the chain then reasons toward it, as the teacher's second
-    stage does with the gold label."""
+    stage does with the gold label. ``prompt``: the generator's own words (default:
+    :data:`DEFAULT_PROMPT`)."""
+    words = prompt or DEFAULT_PROMPT
     target = f'the aspect "{aspect}"' if aspect else "the post as a whole"
-    user = f"Post: {text}\nSentiment toward {target}? Reason step by step."
+    user = words["user"].format(text=text, target=target)
     if label is not None:
         if label not in _WORDS:
             raise ValueError(f"label must be one of {POLARITIES}, got {label!r}")
-        user += f"\nThe sentiment is {_WORDS[label]}: explain why."
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+        user += words["explain"].format(label=_WORDS[label])
+    messages = [{"role": "system", "content": words["system"]}, {"role": "user", "content": user}]
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
@@ -100,6 +116,7 @@ class ReasoningGenerator(nn.Module):
         max_chain_tokens: int = 512,
         train_dtype: Optional[str] = None,
         label_in_prompt: bool = False,
+        prompt: Optional[dict] = None,
     ):
         super().__init__()
         self.lm = lm
@@ -116,12 +133,18 @@ class ReasoningGenerator(nn.Module):
         self.max_chain_tokens = max_chain_tokens
         self.train_dtype = train_dtype
         self.label_in_prompt = bool(label_in_prompt)
+        # A pipeline saved before prompts were saved was trained with PROMPT_V1.
+        self.prompt = dict(prompt or PROMPT_V1)
+        missing = {"system", "user", "explain"} - set(self.prompt)
+        if missing:
+            raise ValueError(f"the generator's prompt lacks {sorted(missing)}")
         #: What a saved pipeline needs, besides the LM folder, to rebuild this generator.
         self.settings = {
             "n_image_tokens": n_image_tokens,
             "max_chain_tokens": max_chain_tokens,
             "train_dtype": train_dtype,
             "label_in_prompt": self.label_in_prompt,
+            "prompt": self.prompt,
         }
 
         def linear(width: Optional[int]) -> nn.Module:
@@ -478,6 +501,7 @@ def reasoning_generator_v1(
         "max_chain_tokens": max_chain_tokens,
         "train_dtype": train_dtype,
         "label_in_prompt": label_in_prompt,
+        "prompt": dict(DEFAULT_PROMPT),
     }
     check_settings(dtype, lm_settings["lora"])
     path = resolve_model_path(name)

@@ -247,3 +247,22 @@ def test_both_decoders_write_the_trained_chains_and_a_bad_one_is_refused(trained
     assert fast == chains("generate")
     with pytest.raises(ValueError, match="generation_decoder must be one of"):
         chains("fast")
+
+
+def test_a_saved_pipeline_keeps_the_prompt_it_was_trained_with(trained, tmp_path, monkeypatch):
+    """Before: the prompt's words lived only in the code, so editing them silently
+    changed every saved pipeline's chains."""
+    import spacy_mulcot.reasoning.generator as generator_module
+    from spacy_mulcot.architectures import generator_of
+
+    nlp, gold, *_ = trained
+    trained_with = generator_of(nlp.get_pipe("mulcot").model).prompt
+    nlp.to_disk(tmp_path / "model")
+    edited = {"system": "Be brief.", "user": "{text} / {target}?", "explain": " It is {label}."}
+    monkeypatch.setattr(generator_module, "DEFAULT_PROMPT", edited)
+    loaded = spacy.load(tmp_path / "model")
+    generator = generator_of(loaded.get_pipe("mulcot").model)
+    assert generator.prompt == trained_with != edited
+    before = [s._.reasoning for d in nlp.pipe(fresh(nlp, gold)) for s in d.spans["aspects"]]
+    after = [s._.reasoning for d in loaded.pipe(fresh(loaded, gold)) for s in d.spans["aspects"]]
+    assert after == before
