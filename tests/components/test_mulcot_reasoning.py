@@ -256,13 +256,13 @@ def test_a_saved_pipeline_keeps_the_prompt_it_was_trained_with(trained, tmp_path
     from spacy_mulcot.architectures import generator_of
 
     nlp, gold, *_ = trained
-    trained_with = generator_of(nlp.get_pipe("mulcot").model).prompt
     nlp.to_disk(tmp_path / "model")
+    as_saved = spacy.load(tmp_path / "model")
+    trained_with = generator_of(as_saved.get_pipe("mulcot").model).prompt
+    before = [s._.reasoning for d in as_saved.pipe(fresh(as_saved, gold)) for s in d.spans["aspects"]]
     edited = {"system": "Be brief.", "user": "{text} / {target}?", "explain": " It is {label}."}
     monkeypatch.setattr(generator_module, "DEFAULT_PROMPT", edited)
     loaded = spacy.load(tmp_path / "model")
-    generator = generator_of(loaded.get_pipe("mulcot").model)
-    assert generator.prompt == trained_with != edited
-    before = [s._.reasoning for d in nlp.pipe(fresh(nlp, gold)) for s in d.spans["aspects"]]
+    assert generator_of(loaded.get_pipe("mulcot").model).prompt == trained_with != edited
     after = [s._.reasoning for d in loaded.pipe(fresh(loaded, gold)) for s in d.spans["aspects"]]
     assert after == before
