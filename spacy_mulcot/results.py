@@ -119,15 +119,23 @@ def dataset_of(records: List[dict]) -> str:
     return next((r["dataset"] for r in records if r.get("dataset")), "twitter2015")
 
 
-def render(results_dir: Path, names: Optional[Sequence[str]] = None, dataset: str = "twitter2015") -> str:
-    """The tables for the results names trained on ``dataset``."""
-    if dataset not in DATASETS:
+def render(results_dir: Path, names: Optional[Sequence[str]] = None, dataset: Optional[str] = None) -> str:
+    """The tables for the results names trained on ``dataset`` (None: every aspect-level
+    dataset, i.e. all but the post-level ones)."""
+    if dataset is not None and dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; results tables exist for {sorted(DATASETS)}")
-    results = {k: v for k, v in load_results(results_dir).items() if dataset_of(v) == dataset}
+    post_level = {d for d, (_, columns) in DATASETS.items() if columns is MSC_COLUMNS}
+    results = {
+        k: v
+        for k, v in load_results(results_dir).items()
+        if (dataset_of(v) == dataset if dataset is not None else dataset_of(v) not in post_level)
+    }
     if not results:
-        raise FileNotFoundError(f"no results/NAME/seed-N.json for {dataset} under {results_dir}")
+        raise FileNotFoundError(f"no results/NAME/seed-N.json for {dataset or 'aspect-level data'} under {results_dir}")
     names = [n for n in names if n in results] if names else None
-    title, columns = DATASETS[dataset]
+    datasets = sorted({dataset_of(v) for v in results.values()})
+    title = "; ".join(DATASETS[d][0] if d in DATASETS else d for d in datasets)
+    columns = MSC_COLUMNS if dataset in post_level else COLUMNS
     return (
         f"{title}, percent, mean ± std over seeds (n = seeds); test scored once per seed on the "
         "best dev checkpoint.\n\n" + scores_table(results, names, columns) + "\n\n" + cost_table(results, names) + "\n"

@@ -99,6 +99,7 @@ def test_mvsa_id_cannot_leave_the_image_folder(tmp_path, post_id):
     path.write_text(
         json.dumps([{"id": post_id, "text": "x", "emotion_label": 0}, {"id": 2, "text": "y", "emotion_label": 1}])
     )
+    (tmp_path / "images").mkdir()  # images are read (without the folder: text only)
     with pytest.raises(RowError, match="leaves the folder"):
         list(read_mvsa(path, spacy.blank("en"), image_dir=tmp_path / "images"))
     stats = ReadStats()
