@@ -72,7 +72,8 @@ def test_image_kinds(nlp, tmp_path):
     pil = Image.open(path)
     from_pil = make_doc(nlp, "x", image=pil)._.image
     assert from_path.path == str(path) and from_path.key == from_bytes.sha256
-    assert from_pil.sha256 and from_pil.path is None
+    assert from_pil.sha256 is None and from_pil.path is None  # opened lazily: hashed when decoded
+    assert from_pil.key and from_pil.sha256 == from_pil.key
     assert from_pil.load().size == pil.size
     with pytest.raises(TypeError, match="file path, raw image bytes or a PIL.Image"):
         make_doc(nlp, "x", image=12)
