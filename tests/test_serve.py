@@ -112,17 +112,7 @@ def test_page_in_a_real_headless_browser(app, tmp_path):
         if os.environ.get("CI"):
             pytest.fail("CI must test the page in a browser: install Debian's chromium and playwright (.ci/run)")
         pytest.skip("no chromium / playwright here")
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.1)
+    server, thread, port = start_server(app)
     image = tmp_path / "tesla.png"
     Image.new("RGB", (320, 200), (30, 160, 60)).save(image)
     try:
@@ -157,23 +147,29 @@ def test_page_in_a_real_headless_browser(app, tmp_path):
     assert (tmp_path / "demo.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.fixture(scope="module")
-def live_url(trained_model_dir):
-    """A real uvicorn server for the body-bound tests (small bounds)."""
+def start_server(app):
+    """``app`` served by uvicorn on a free port in a thread: (server, thread, port)."""
     import uvicorn
 
-    from spacy_mulcot.serve import create_app
-
-    bounded = create_app(spacy.load(trained_model_dir), max_image_bytes=50_000, max_batch=3, max_request_bytes=100_000)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(bounded, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
     while not server.started and time.time() < deadline:
         time.sleep(0.1)
+    return server, thread, port
+
+
+@pytest.fixture(scope="module")
+def live_url(trained_model_dir):
+    """A real uvicorn server for the body-bound tests (small bounds)."""
+    from spacy_mulcot.serve import create_app
+
+    bounded = create_app(spacy.load(trained_model_dir), max_image_bytes=50_000, max_batch=3, max_request_bytes=100_000)
+    server, thread, port = start_server(bounded)
     yield ("127.0.0.1", port)
     server.should_exit = True
     thread.join(timeout=10)
@@ -190,7 +186,20 @@ def _raw_request(address, head: bytes, chunks=(), pause: float = 0.0) -> bytes:
             except OSError:
                 break
             time.sleep(pause)
-        return conn.recv(4096)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _length(answer):
+            chunk = conn.recv(4096)  # the head and the body may come in separate packets
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
+def _length(answer: bytes) -> int:
+    for line in answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":", 1)[1])
+    return 0
 
 
 def test_a_declared_oversized_body_is_refused_before_it_is_sent(live_url):
