@@ -188,8 +188,7 @@ class ShardWorker:
         s = self.settings
         stats = ReadStats()
         image_dir = Path(s.image_dir) if s.image_dir else None
-        stop = shard.stop_record if shard.stop_record is not None else float("inf")
-        window = (shard.first_record, stop) if shard.stop_record is not None else None
+        window = (shard.first_record, shard.stop_record) if shard.stop_record is not None else None
         docs = list(
             read_posts(
                 Path(shard.source), self.nlp, on_error=s.on_error, stats=stats, image_dir=image_dir, window=window
@@ -244,6 +243,12 @@ def merge_shards(out_dir: Path, shards: List[Shard], output: Path, fmt: str) -> 
 FINGERPRINT = "fingerprint.json"
 
 
+def _leftovers(out_dir: Path) -> List[Path]:
+    """Temporary files of killed workers (``.NAME.PID.tmp``: pathlib's ``*`` matches
+    the leading dot, so one pattern finds them all, each once)."""
+    return list(out_dir.glob("*.tmp"))
+
+
 def clean_shards(out_dir: Path, shards: Optional[List[Shard]] = None) -> None:
     """Remove the shards (all of them, when ``shards`` is None), their summaries, the
     temporary files of killed workers and the fingerprint; the folder too if empty."""
@@ -251,7 +256,7 @@ def clean_shards(out_dir: Path, shards: Optional[List[Shard]] = None) -> None:
         done = list(out_dir.glob(f"[0-9]*{SHARD_SUFFIX}")) + list(out_dir.glob("[0-9]*.done"))
     else:
         done = [p for s in shards for p in (out_dir / s.name, (out_dir / s.name).with_suffix(".done"))]
-    for path in done + list(out_dir.glob("*.tmp")) + list(out_dir.glob(".*.tmp")) + [out_dir / FINGERPRINT]:
+    for path in done + _leftovers(out_dir) + [out_dir / FINGERPRINT]:
         path.unlink(missing_ok=True)
     try:
         out_dir.rmdir()
@@ -300,7 +305,7 @@ def predict_in_shards(
         if stale:
             clean_shards(out_dir)
         else:  # what killed workers left half-written
-            for tmp in (*out_dir.glob("*.tmp"), *out_dir.glob(".*.tmp")):
+            for tmp in _leftovers(out_dir):
                 tmp.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / FINGERPRINT, {"fingerprint": stamp, "source": str(source), "model": model})

@@ -115,9 +115,12 @@ def test_a_rerun_resumes_committed_shards(trained_model_dir, posts_csv, tmp_path
     with pytest.raises(Interrupted):
         predict_in_shards(posts_csv, out, "jsonl", settings, run, shard_size=2, progress=False)
     assert sorted(p.name for p in (tmp_path / "out.jsonl.shards").glob("*.jsonl")) == ["00000.jsonl", "00001.jsonl"]
+    # What a killed worker leaves: removed on the rerun (each file once).
+    (tmp_path / "out.jsonl.shards" / ".00002.jsonl.999.tmp").write_text("half")
     calls.clear()
     stop_after[0] = -1
     summary = predict_in_shards(posts_csv, out, "jsonl", settings, run, shard_size=2, progress=False)
+    assert not list((tmp_path / "out.jsonl.shards").glob("*.tmp"))
     assert calls == [2, 3] and summary["resumed"] == 2 and summary["posts"] == 8
     assert [r["text"] for r in _records(out)] == POSTS
 
