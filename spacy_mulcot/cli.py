@@ -702,7 +702,7 @@ def predict_command(
     if chains:
         try:
             require_generator(nlp)
-        except (NoGeneratorError, ValueError) as e:
+        except ValueError as e:  # NoGeneratorError, or no mulcot component
             _fail(str(e))
     stats = ReadStats()
     try:
@@ -714,7 +714,7 @@ def predict_command(
             image_errors = predict(
                 nlp, docs, writer, chains=chains, batch_size=batch_size, max_new_tokens=max_new_tokens, total=total
             )
-    except (RowError, ImageError, FileNotFoundError, NotADirectoryError, OSError) as e:
+    except (RowError, ImageError, OSError) as e:
         _fail(f"{e}; {_left_as_was(output)}")
     except KeyboardInterrupt:
         _fail(f"interrupted; {_left_as_was(output)}", code=130)
@@ -732,9 +732,7 @@ def _load_or_exit(load, model: str):
     try:
         return load()
     except (OSError, ValueError, ImportError, KeyError) as e:
-        message = str(e).strip().splitlines()
-        first = next((line for line in message if line.strip()), type(e).__name__)
-        _fail(f"could not load the pipeline {model!r}: {first}")
+        _fail(f"could not load the pipeline {model!r}: {_one_line(e)}")
 
 
 def _predict_with_ray(
