@@ -1,0 +1,135 @@
+"""Scoring commands: task scores of a pipeline (evaluate), the distillation report's
+records (benchmark, zero-shot) and report itself, and an HTML page of posts (render)."""
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import spacy
+import typer
+
+from ..atomic import write_text
+from ..readers import read_docbin
+from .common import save_json
+
+
+def render(
+    corpus: Path = typer.Argument(..., help="A .spacy file (gold aspects, images, teacher chains)"),
+    output: Path = typer.Argument(..., help="HTML file to write"),
+    model: Optional[str] = typer.Option(
+        None, help="A trained pipeline: its predictions (text + image) beside the gold"
+    ),
+    chains: bool = typer.Option(False, "--chains", help="With --model: generate its chains too (slow on CPU)"),
+    limit: int = typer.Option(20, help="How many posts"),
+    title: str = typer.Option("", help="Page title (default: the corpus file)"),
+):
+    """An HTML page: each post's image, its aspects in polarity colours (gold, and the
+    model's predictions with --model), the post sentiment, and the chains, collapsible."""
+    from itertools import islice
+
+    from ..readers.corpus import make_example
+    from ..render import render_page, summary
+
+    nlp = spacy.load(model) if model else spacy.blank("en")
+    gold = list(islice(read_docbin(corpus, nlp), limit))
+    predicted = None
+    if model:
+        inputs = [make_example(d, given_aspects=False, rationales=False).predicted for d in gold]
+        cfg = {"mulcot": {"generate_reasoning": chains}} if "mulcot" in nlp.pipe_names else {}
+        predicted = list(nlp.pipe(inputs, component_cfg=cfg))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_text(output, render_page(gold, predicted, title=title or str(corpus)))
+    typer.echo(f"{output}: " + ", ".join(f"{k} {v}" for k, v in summary(gold, predicted).items()))
+
+
+def evaluate(
+    model: str = typer.Argument(..., help="Trained pipeline (folder or package name)"),
+    corpus: Path = typer.Argument(..., help=".spacy corpus with gold aspects (sentence view)"),
+    output: Optional[Path] = typer.Option(None, help="Write the metrics as JSON here"),
+    image_dir: Optional[Path] = typer.Option(None, help="Re-root image paths (file names kept)"),
+    rationales: bool = typer.Option(False, help="Let the model read the corpus's teacher chains (gold-informed)"),
+    batch_size: int = typer.Option(64, help="nlp.pipe batch size"),
+):
+    """MASC, MATE, JMASA and post-sentiment scores of a trained pipeline, with images.
+
+    Use this rather than `spacy evaluate`, whose reader keeps only the text."""
+    from ..evaluation.systems import evaluate_pipeline
+
+    nlp = spacy.load(model)
+    result = evaluate_pipeline(nlp, corpus, image_dir=image_dir, rationales=rationales, batch_size=batch_size)
+    typer.echo(f"{corpus}: {result['n_posts']} posts, {result['n_gold_aspects']} gold aspects")
+    for key, value in result["scores"].items():
+        typer.echo(f"{key:<22} {'-' if value is None else f'{value:.2f}'}")
+    if output is not None:
+        save_json({"model": model, "corpus": str(corpus), **result}, output)
+
+
+def benchmark(
+    model: Path = typer.Argument(..., help="Trained pipeline (assistant, student, …)"),
+    corpus: Path = typer.Argument(..., help="Sentence-view .spacy test corpus with teacher chains"),
+    output: Path = typer.Option(..., help="JSON record for `report`"),
+    name: str = typer.Option("", help="Row name (default: the folder)"),
+    reasoning_sample: int = typer.Option(32, help="Random posts whose chains are generated and scored (0: all)"),
+    max_new_tokens: int = typer.Option(320, help="Chain length limit"),
+    seed: int = typer.Option(0, help="Sampling seed"),
+):
+    """One system's record for the distillation report: MASC/MATE/JMASA on the whole
+    corpus, MASC confusion, reasoning metrics on a sample, parameters, docs/s, peak memory."""
+    from ..evaluation.systems import evaluate_system
+
+    nlp = spacy.load(model)
+    record = evaluate_system(
+        nlp,
+        corpus,
+        name=name or model.parent.name or str(model),
+        reasoning_sample=reasoning_sample,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+    )
+    record["model"] = str(model)
+    save_json(record, output)
+    typer.echo(
+        json.dumps(
+            {k: record.get(k) for k in ("name", "scores", "reasoning", "params_m", "docs_per_s", "peak_rss_mb")},
+            indent=2,
+        )
+    )
+
+
+def zero_shot(
+    model: str = typer.Argument(..., help="Local HF model (name or path) prompted like the teacher"),
+    corpus: Path = typer.Argument(..., help="Sentence-view .spacy test corpus with teacher chains"),
+    output: Path = typer.Option(..., help="JSON record for `report`"),
+    name: str = typer.Option("", help="Row name"),
+    sample: int = typer.Option(32, help="Random posts to prompt for (0: all)"),
+    max_new_tokens: int = typer.Option(320, help="Reply length limit"),
+    seed: int = typer.Option(0, help="Sampling seed"),
+):
+    """The zero-shot baseline: a small local LM given the teacher's prompt (stage 1, no
+    gold), scored like the trained systems (MASC from its chain's Prediction)."""
+    from ..evaluation.systems import zero_shot_system
+
+    record = zero_shot_system(model, corpus, name=name or None, sample=sample, seed=seed, max_new_tokens=max_new_tokens)
+    save_json(record, output)
+    typer.echo(
+        json.dumps({k: record.get(k) for k in ("name", "scores", "reasoning", "params_m", "docs_per_s")}, indent=2)
+    )
+
+
+def report(
+    records: List[Path] = typer.Argument(..., help="JSON records from `benchmark` / `zero-shot`, in table order"),
+    output_dir: Path = typer.Option(..., help="Writes report.md, report.json, confusion.png, size_vs_accuracy.png"),
+):
+    """The distillation report: a Markdown table and plots comparing the systems."""
+    from ..report import write_report
+
+    missing = [str(p) for p in records if not p.exists()]
+    if missing:
+        raise typer.BadParameter(f"missing records: {', '.join(missing)}")
+    paths = write_report([json.loads(p.read_text()) for p in records], output_dir)
+    typer.echo(paths["markdown"].read_text().split("\n\n")[1])
+    typer.echo(f"{output_dir}: " + ", ".join(p.name for p in paths.values()))
+
+
+#: The commands this module adds to the app, by name.
+COMMANDS = {"render": render, "evaluate": evaluate, "benchmark": benchmark, "zero-shot": zero_shot, "report": report}
