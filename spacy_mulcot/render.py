@@ -21,6 +21,7 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 .post { display: flex; gap: 1em; border-bottom: 1px solid #ddd; padding: 1em 0; }
 .post img { max-width: 220px; max-height: 220px; border-radius: 4px; }
+.post .noimage { width: 220px; color: #a00; font-size: 0.85em; overflow-wrap: anywhere; }
 .post .body { flex: 1; }
 .row { margin: 0.2em 0; }
 .row .tag { display: inline-block; width: 6em; color: #666; font-size: 0.85em; }
@@ -32,18 +33,36 @@ details pre { white-space: pre-wrap; background: #f6f6f6; padding: 0.6em; border
 
 
 def image_data_url(doc: Doc, size: int = 220) -> Optional[str]:
-    """The post's image as a small JPEG data URL (None without one, or if unreadable)."""
+    """The post's image as a small JPEG data URL (None without one); an image that
+    cannot be read raises :class:`ImageError`."""
     ref = doc._.image
     if ref is None:
         return None
-    try:
-        image = ref.load()
-    except ImageError:
-        return None
+    image = ref.load()
     image.thumbnail((size, size))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def image_problems(docs: Sequence[Doc]) -> List[str]:
+    """``path: reason`` for each post whose image cannot be read (missing, corrupt)."""
+    problems = []
+    for doc in docs:
+        if doc._.image is not None:
+            try:
+                doc._.image.load()
+            except ImageError as err:
+                problems.append(str(err))
+    return problems
+
+
+def _image_html(doc: Doc) -> str:
+    try:
+        url = image_data_url(doc)
+    except ImageError as err:
+        return f'<div class="noimage">image not readable: {html.escape(str(err))}</div>'
+    return f'<img src="{url}" alt="post image">' if url else ""
 
 
 def spans_html(doc: Doc) -> str:
@@ -82,8 +101,7 @@ def render_page(gold: Sequence[Doc], predicted: Optional[Sequence[Doc]] = None, 
     cards: List[str] = []
     for i, doc in enumerate(gold):
         pred = predicted[i] if predicted is not None else None
-        url = image_data_url(doc)
-        image = f'<img src="{url}" alt="post image">' if url else ""
+        image = _image_html(doc)
         rows = [
             f'<div class="row"><span class="tag">{"gold" if pred is not None else ""}</span>{spans_html(doc)}</div>'
         ]

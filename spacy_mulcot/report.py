@@ -101,6 +101,20 @@ def accuracy_range(values: Sequence[tuple], min_width: float = 10.0) -> tuple:
     return max(0.0, middle - half), min(100.0, middle + half)
 
 
+def size_plot(records: Sequence[Dict[str, Any]], path: Union[str, Path]) -> Path:
+    """Only the size-vs-accuracy plot of ``records`` (e.g. from ``results/``: mean and
+    ``scores_std`` over seeds), written to ``path``."""
+    matplotlib = require("matplotlib", "report", "the size-vs-accuracy plot")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not records:
+        raise ValueError("no system records to plot")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _size_plot(plt, records, Path(path))
+    return Path(path)
+
+
 def _size_plot(plt, records: Sequence[Dict[str, Any]], path: Path) -> None:
     """MASC accuracy against parameters: error bars where seeds exist (``scores_std``),
     a y-range of at least 10 points so a gap within noise does not look large, plain

@@ -142,6 +142,33 @@ def render(results_dir: Path, names: Optional[Sequence[str]] = None, dataset: Op
     )
 
 
+def plot_records(results_dir: Path, names: Optional[Sequence[str]] = None, dataset: str = "twitter2015") -> List[dict]:
+    """One record per results name of an aspect-level ``dataset``, in the shape the
+    report's size plot reads: test MASC accuracy as mean (``scores``) and sample std
+    (``scores_std``, 0 for one seed) over seeds, parameters, and the test corpus."""
+    results = {k: v for k, v in load_results(results_dir).items() if dataset_of(v) == dataset}
+    out = []
+    for name in [n for n in names if n in results] if names else sorted(results):
+        records = results[name]
+        accs = [v for v in (_score(r, "test", "mulcot_masc_acc") for r in records) if v is not None]
+        params = [(r.get("test") or {}).get("params_m") for r in records]
+        if not accs or not any(params):
+            continue
+        out.append(
+            {
+                "name": f"{name} (n={len(accs)})",
+                "params_m": next(p for p in params if p),
+                "scores": {"mulcot_masc_acc": statistics.fmean(accs)},
+                "scores_std": {"mulcot_masc_acc": statistics.stdev(accs) if len(accs) > 1 else 0.0},
+                "corpus": f"{DATASETS.get(dataset, (dataset,))[0]} test",
+                "n_aspects": (records[0].get("test") or {}).get("n_aspects"),
+            }
+        )
+    if not out:
+        raise FileNotFoundError(f"no results with test MASC accuracy for {dataset} under {results_dir}")
+    return out
+
+
 def update_block(path: Path, block: str, text: str) -> bool:
     """Replace the text between ``<!-- results:BLOCK -->`` and ``<!-- /results:BLOCK -->``
     in ``path``; returns whether it changed. A file without the markers is an error."""

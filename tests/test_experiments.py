@@ -156,3 +156,31 @@ def test_results_tables_are_per_dataset(tmp_path):
     assert "`mvsa` | 1 | 71.5 | 70.2 |" in mvsa and "old_twitter" not in mvsa
     with pytest.raises(ValueError, match="unknown dataset"):
         render(tmp_path, dataset="imdb")
+
+
+def test_results_plot_is_mean_and_std_per_system(tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from spacy_mulcot.cli import app
+    from spacy_mulcot.results import plot_records
+
+    for seed, masc in enumerate([70.0, 74.0, 72.0]):
+        path = tmp_path / "a" / f"seed-{seed}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(_record("a", seed, masc, 80.0, 600.0)))
+    small = _record("small", 0, 68.0, 70.0, 60.0)
+    small["test"]["params_m"] = 1.5
+    (tmp_path / "small").mkdir()
+    (tmp_path / "small" / "seed-0.json").write_text(json.dumps(small))
+    records = plot_records(tmp_path)
+    assert [(r["name"], r["params_m"]) for r in records] == [("a (n=3)", 30.0), ("small (n=1)", 1.5)]
+    assert records[0]["scores"]["mulcot_masc_acc"] == pytest.approx(72.0)
+    assert records[0]["scores_std"]["mulcot_masc_acc"] == pytest.approx(2.0)
+    assert records[1]["scores_std"]["mulcot_masc_acc"] == 0.0
+    out = tmp_path / "plots" / "size.png"
+    result = CliRunner().invoke(app, ["results", str(tmp_path), "--plot", str(out)])
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size[0] > 300
+    with pytest.raises(FileNotFoundError, match="mvsa-single"):
+        plot_records(tmp_path, dataset="mvsa-single")

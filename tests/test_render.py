@@ -41,3 +41,42 @@ def test_model_predictions_beside_the_gold(tmp_path, trained_model_dir):
     assert page.count('<span class="tag">gold</span>') == page.count('<span class="tag">predicted</span>') == len(docs)
     assert "post: POS" in page  # the model's post sentiment with probabilities
     assert "predicted_aspects" in result.output
+
+
+def test_moved_images_are_reported_and_image_dir_finds_them(tmp_path):
+    path, docs = corpus(tmp_path)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for image in tmp_path.glob("post*.jpg"):
+        image.rename(moved / image.name)
+    out = tmp_path / "page.html"
+    result = CliRunner().invoke(app, ["render", str(path), str(out), "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    assert "warning: 2 of 2 images could not be read" in result.output and "--image-dir" in result.output
+    assert "unreadable_images 2" in result.output
+    page = out.read_text()
+    assert page.count("image not readable") == 2 and "data:image/jpeg" not in page
+    result = CliRunner().invoke(app, ["render", str(path), str(out), "--limit", "2", "--image-dir", str(moved)])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output and out.read_text().count("data:image/jpeg;base64,") == 2
+
+
+def test_a_missing_model_is_one_line(tmp_path):
+    path, _ = corpus(tmp_path)
+    result = CliRunner().invoke(app, ["render", str(path), str(tmp_path / "p.html"), "--model", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: could not load the pipeline") and len(result.output.splitlines()) == 1
+
+
+def test_evaluate_names_a_missing_image_and_takes_image_dir(tmp_path, trained_model_dir):
+    path, docs = corpus(tmp_path)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for image in tmp_path.glob("post*.jpg"):
+        image.rename(moved / image.name)
+    result = CliRunner().invoke(app, ["evaluate", str(trained_model_dir), str(path)])
+    assert result.exit_code == 1
+    assert "post0.jpg" in result.output and "--image-dir" in result.output
+    result = CliRunner().invoke(app, ["evaluate", str(trained_model_dir), str(path), "--image-dir", str(moved)])
+    assert result.exit_code == 0, result.output
+    assert "mulcot_masc_acc" in result.output

@@ -10,7 +10,7 @@ import typer
 
 from ..atomic import write_text
 from ..readers import read_docbin
-from .common import save_json
+from .common import fail, load_or_exit, one_line, save_json
 
 
 def render(
@@ -22,16 +22,27 @@ def render(
     chains: bool = typer.Option(False, "--chains", help="With --model: generate its chains too (slow on CPU)"),
     limit: int = typer.Option(20, help="How many posts"),
     title: str = typer.Option("", help="Page title (default: the corpus file)"),
+    image_dir: Optional[Path] = typer.Option(
+        None, help="Re-root image paths (file names kept): the corpus's paths are relative to where it was made"
+    ),
 ):
     """An HTML page: each post's image, its aspects in polarity colours (gold, and the
-    model's predictions with --model), the post sentiment, and the chains, collapsible."""
+    model's predictions with --model), the post sentiment, and the chains, collapsible.
+    An image that cannot be read is named on the page and reported here."""
     from itertools import islice
 
+    from ..engines.shards import load_pipeline
     from ..readers.corpus import make_example
-    from ..render import render_page, summary
+    from ..render import image_problems, render_page, summary
 
-    nlp = spacy.load(model) if model else spacy.blank("en")
+    # The model predicts posts whose image is unreadable from their text (and says so).
+    nlp = load_or_exit(lambda: load_pipeline(model, "skip"), model) if model else spacy.blank("en")
     gold = list(islice(read_docbin(corpus, nlp), limit))
+    if image_dir is not None:
+        for doc in gold:
+            if doc._.image is not None and doc._.image.path:
+                doc._.image = str(image_dir / Path(doc._.image.path).name)
+    problems = image_problems(gold)
     predicted = None
     if model:
         inputs = [make_example(d, given_aspects=False, rationales=False).predicted for d in gold]
@@ -39,7 +50,14 @@ def render(
         predicted = list(nlp.pipe(inputs, component_cfg=cfg))
     output.parent.mkdir(parents=True, exist_ok=True)
     write_text(output, render_page(gold, predicted, title=title or str(corpus)))
-    typer.echo(f"{output}: " + ", ".join(f"{k} {v}" for k, v in summary(gold, predicted).items()))
+    counts = summary(gold, predicted)
+    if problems:
+        counts["unreadable_images"] = len(problems)
+        hint = "" if image_dir else "; --image-dir FOLDER re-roots the paths if the images moved"
+        typer.echo(f"warning: {len(problems)} of {len(gold)} images could not be read{hint}", err=True)
+        for problem in problems[:5]:
+            typer.echo(f"  {problem}", err=True)
+    typer.echo(f"{output}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 def evaluate(
@@ -53,10 +71,17 @@ def evaluate(
     """MASC, MATE, JMASA and post-sentiment scores of a trained pipeline, with images.
 
     Use this rather than `spacy evaluate`, whose reader keeps only the text."""
+    from ..engines.shards import load_pipeline
     from ..evaluation.systems import evaluate_pipeline
+    from ..images import ImageError
 
-    nlp = spacy.load(model)
-    result = evaluate_pipeline(nlp, corpus, image_dir=image_dir, rationales=rationales, batch_size=batch_size)
+    # on_error raise: a missing image stops the run (scores without it would differ).
+    nlp = load_or_exit(lambda: load_pipeline(model, "raise"), model)
+    try:
+        result = evaluate_pipeline(nlp, corpus, image_dir=image_dir, rationales=rationales, batch_size=batch_size)
+    except ImageError as err:
+        hint = "" if image_dir else "; --image-dir FOLDER re-roots the corpus's image paths if the images moved"
+        fail(f"{one_line(err)}{hint}")
     typer.echo(f"{corpus}: {result['n_posts']} posts, {result['n_gold_aspects']} gold aspects")
     for key, value in result["scores"].items():
         typer.echo(f"{key:<22} {'-' if value is None else f'{value:.2f}'}")

@@ -54,6 +54,9 @@ def results(
     names: List[str] = typer.Option([], "--name", help="Only these results names, in this order"),
     update: List[Path] = typer.Option([], help="Rewrite the <!-- results:BLOCK --> block of these files"),
     block: str = typer.Option("twitter2015", help="The dataset (twitter2015, mvsa-single): its tables and block name"),
+    plot: Optional[Path] = typer.Option(
+        None, help="Also draw MASC accuracy (mean ± std) against parameters as a PNG here (aspect-level data)"
+    ),
 ):
     """results/ as markdown tables: mean ± std over seeds (n), test and dev, train time,
     docs/s, parameters, CPU and commits. Nothing in them is typed by hand."""
@@ -71,6 +74,15 @@ def results(
         except ValueError as e:
             raise typer.BadParameter(str(e)) from e
         typer.echo(f"{path}: {'updated' if changed else 'unchanged'}", err=True)
+    if plot is not None:
+        from ..report import size_plot
+        from ..results import plot_records
+
+        try:
+            records = plot_records(results_dir or DEFAULT_RESULTS, names or None, dataset=block)
+        except (FileNotFoundError, ValueError) as e:
+            raise typer.BadParameter(str(e)) from e
+        typer.echo(f"{size_plot(records, plot)}: {len(records)} systems", err=True)
 
 
 #: The commands this module adds to the app, by name.
