@@ -85,5 +85,33 @@ def results(
         typer.echo(f"{size_plot(records, plot)}: {len(records)} systems", err=True)
 
 
+def ship(
+    source: Path = typer.Argument(
+        ..., help="A seed's record (results/NAME/seed-N.json: its model and scores) or a trained pipeline folder"
+    ),
+    name: str = typer.Option("twitter-fast", help="The shipped model's name (spacy_mulcot/models/NAME)"),
+):
+    """Put a trained pipeline inside the package as a shipped model (replacing the one of
+    that name), with its scores and provenance in meta.json: what `spacy_mulcot.load()`,
+    `predict` and `serve` use when no model is named."""
+    import json
+
+    from ..shipped import ship as ship_model
+
+    record = None
+    pipeline = source
+    if source.suffix == ".json":
+        record = json.loads(source.read_text(encoding="utf-8"))
+        pipeline = Path(record["cache"]) / "training" / "model-best"
+        if not pipeline.exists():
+            raise typer.BadParameter(f"{source}: its model {pipeline} is not on this machine; rerun the seed")
+    path = ship_model(pipeline, name, record)
+    meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    test = (meta.get("mulcot") or {}).get("test", {}).get("scores") or {}
+    shown = ("mulcot_masc_acc", "mulcot_masc_macro_f", "mulcot_mate_f", "mulcot_jmasa_f", "mulcot_msc_acc")
+    scores = ", ".join(f"{k.removeprefix('mulcot_')} {test[k]:.1f}" for k in shown if test.get(k) is not None)
+    typer.echo(f"{path}: {meta['size_mb']} MB" + (f"; test {scores}" if scores else ""))
+
+
 #: The commands this module adds to the app, by name.
-COMMANDS = {"experiment": experiment, "results": results}
+COMMANDS = {"experiment": experiment, "results": results, "ship": ship}

@@ -2,7 +2,7 @@
 the demo page with its JSON API (serve)."""
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import spacy
 import typer
@@ -10,15 +10,18 @@ import typer
 from ..atomic import write_text
 from ..images import ImageError
 from ..readers import ReadStats, RowError
+from ..shipped import DEFAULT_MODEL, model_path, resolve_model
 from .common import fail, left_as_was, load_or_exit, one_line
 
 
 def predict_command(
-    model: str = typer.Argument(..., help="Trained pipeline (folder or package name)"),
-    source: Path = typer.Argument(
-        ..., help="Posts: .csv (text[, image, aspects, id]), .jsonl, .spacy, or a folder of NAME.txt (+ NAME.jpg)"
+    paths: List[str] = typer.Argument(
+        ...,
+        metavar="[MODEL] SOURCE OUTPUT",
+        help="MODEL: a trained pipeline (folder, package or shipped model name; default: the shipped "
+        f"{DEFAULT_MODEL!r}); SOURCE: posts as .csv (text[, image, aspects, id]), .jsonl, .spacy, or a folder "
+        "of NAME.txt (+ NAME.jpg); OUTPUT: .jsonl (a record per post) or .csv (a row per aspect)",
     ),
-    output: Path = typer.Argument(..., help="Results: .jsonl (a record per post) or .csv (a row per aspect)"),
     chains: bool = typer.Option(
         False, "--chains", help="Write a reasoning chain per aspect and post (needs a generator; slow on CPU)"
     ),
@@ -48,6 +51,10 @@ def predict_command(
     polarity and probabilities, the post's sentiment and, with --chains, the reasoning.
     With --engine ray, the posts are cut into shards predicted by Ray actors (local or
     a cluster); a shard whose worker dies is run again, and a rerun resumes."""
+    if len(paths) not in (2, 3):
+        raise typer.BadParameter(f"expected [MODEL] SOURCE OUTPUT, got {len(paths)} arguments")
+    model = resolve_model(paths[0]) if len(paths) == 3 else str(model_path(DEFAULT_MODEL))
+    source, output = Path(paths[-2]), Path(paths[-1])
     from ..atomic import same_file
     from ..predict import (
         OUTPUT_FORMATS,
@@ -167,7 +174,9 @@ def _predict_with_ray(
 
 
 def serve(
-    model: str = typer.Argument(..., help="Trained pipeline (folder or package name)"),
+    model: str = typer.Argument(
+        DEFAULT_MODEL, help="Trained pipeline (folder, package or shipped model name; default: the shipped one)"
+    ),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
     port: int = typer.Option(8000, help="Port"),
     max_image_mb: float = typer.Option(5.0, help="Largest image upload, in MB"),
@@ -181,7 +190,7 @@ def serve(
 
     uvicorn = require("uvicorn", "serve", "the demo server")
 
-    nlp = spacy.load(model)
+    nlp = load_or_exit(lambda: spacy.load(resolve_model(model)), model)
     app_ = create_app(
         nlp,
         max_image_bytes=int(max_image_mb * 1_000_000),
