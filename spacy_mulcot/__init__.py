@@ -2,7 +2,8 @@
 
 Importing the package registers the Doc/Span extensions, the msgpack encoder for
 image references and the components; spaCy also finds them through entry points,
-so ``nlp.add_pipe("mulcot")`` works without an import.
+so ``nlp.add_pipe("mulcot")`` works without an import. ``spacy_mulcot.load()`` gives
+the model that ships with the package.
 """
 
 from . import registry  # noqa: F401  (registers architectures, readers)
@@ -12,6 +13,7 @@ from .components.mulcot import Mulcot
 from .doc_model import ASPECTS_KEY, docs_from_records, make_doc, register_extensions, set_aspects, set_rationale
 from .images import ImageError, ImageRef
 from .labels import NEG, NEU, POLARITIES, POS
+from .shipped import load, shipped_models
 from .teacher.component import MulcotTeacher
 
 __all__ = [
@@ -27,8 +29,10 @@ __all__ = [
     "POLARITIES",
     "POS",
     "docs_from_records",
+    "load",
     "make_doc",
     "register_extensions",
     "set_aspects",
     "set_rationale",
+    "shipped_models",
 ]

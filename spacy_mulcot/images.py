@@ -9,6 +9,7 @@ lossless PNG — so nothing is lost through a DocBin or ``nlp.pipe(n_process=N)`
 
 import hashlib
 import io
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Container, Optional, Tuple, Union
@@ -253,8 +254,15 @@ def decode_image(
     except Image.DecompressionBombError as err:
         raise ImageError(f"Image {source} refused as a decompression bomb: {err}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageError(f"Image {source} is corrupt or not an image: {err}") from None
+        raise ImageError(f"Image {source} is corrupt or not an image: {_pil_reason(err)}") from None
     return _to_rgb(image, source)
+
+
+def _pil_reason(err: BaseException) -> str:
+    """PIL's message without the in-memory file it read from (``<_io.BytesIO object at
+    0x…>`` means nothing to a user)."""
+    text = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(err)).strip()
+    return text or type(err).__name__
 
 
 def _payload_bytes(payload: Union[bytes, Image.Image]) -> bytes:

@@ -235,11 +235,16 @@ textarea { width: 100%; height: 5em; font: inherit; }
 input[type=text] { width: 100%; font: inherit; }
 label { display: block; margin: 0.8em 0 0.3em; font-weight: 600; }
 button { margin-top: 1em; font: inherit; padding: 0.4em 1.2em; }
-#result { display: flex; gap: 1.5em; margin-top: 1.5em; }
-#preview { max-width: 260px; max-height: 260px; border-radius: 4px; }
+#result { display: flex; flex-wrap: wrap; gap: 1.5em; margin-top: 1.5em; }
+#output { flex: 1 1 18em; min-width: 0; overflow-wrap: anywhere; }
+#preview { max-width: min(260px, 100%); max-height: 260px; border-radius: 4px; }
+input[type=file] { max-width: 100%; }
+#aspects-table { width: 100%; }
+.hint { font-weight: normal; color: #666; font-size: 0.9em; }
+@media (max-width: 480px) { body { margin: 1em auto; } h1 { font-size: 1.5em; } td, th { padding: 0.25em 0.3em; } }
 table { border-collapse: collapse; margin-top: 0.8em; }
 td, th { border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; }
-.bar { display: inline-block; height: 0.8em; background: #7aa6d8; vertical-align: middle; }
+.bar { display: inline-block; height: 0.8em; vertical-align: middle; border-radius: 2px; }
 .error { color: #b00020; }
 details pre { white-space: pre-wrap; background: #f6f6f6; padding: 0.6em; }
 .legend span { padding: 0.1em 0.5em; border-radius: 3px; margin-right: 0.4em; }
@@ -251,26 +256,45 @@ details pre { white-space: pre-wrap; background: #f6f6f6; padding: 0.6em; }
 <label for="text">Post</label><textarea id="text" name="text" required maxlength="5000"></textarea>
 <label for="image">Image (optional)</label><input id="image" name="image" type="file" accept="image/jpeg,image/png,image/webp,image/gif,image/bmp">
 <label for="aspects">Aspects (optional, comma-separated; empty: found by the model)</label><input id="aspects" name="aspects" type="text">
-<label><input id="chains" name="chains" type="checkbox" value="true"> reasoning chains (slow on a CPU)</label>
+<label><input id="chains" name="chains" type="checkbox" value="true"> reasoning chains (slow on a CPU) <span id="chains-why" class="hint"></span></label>
 <button id="submit" type="submit">Analyze</button>
 </form>
 <div id="status"></div>
 <div id="result" hidden><img id="preview" alt="the post's image" hidden><div id="output"></div></div>
 <script>
 const generator = {{GENERATOR}};
-if (!generator) { document.getElementById("chains").disabled = true; }
+if (!generator) {
+  document.getElementById("chains").disabled = true;
+  document.getElementById("chains-why").textContent =
+    "— not available: this model has no chain writer (a pipeline trained with a generator, e.g. configs/assistant_cpu.cfg, has one)";
+}
+const COLORS = {POS: "#3a9e3a", NEU: "#9a9a9a", NEG: "#d04848"};
+function showError(message) {
+  const status = document.getElementById("status");
+  status.className = "error"; status.textContent = message;
+  document.getElementById("output").innerHTML = "";
+  document.getElementById("result").hidden = true;
+}
 function esc(s) { const d = document.createElement("div"); d.textContent = s == null ? "" : String(s); return d.innerHTML; }
 function bars(scores) {
   return Object.entries(scores).map(([k, v]) =>
-    `${k} <span class="bar" style="width:${Math.round(v * 80)}px"></span> ${v.toFixed(2)}`).join("<br>");
+    `${esc(k)} <span class="bar" style="width:${Math.round(v * 80)}px;background:${COLORS[k] || "#7aa6d8"}"></span> ${v.toFixed(2)}`).join("<br>");
 }
 document.getElementById("form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const status = document.getElementById("status");
   status.className = ""; status.textContent = "Analyzing…";
-  const response = await fetch("/api/analyze", {method: "POST", body: new FormData(event.target)});
-  const data = await response.json();
-  if (!response.ok) { status.className = "error"; status.textContent = data.error; return; }
+  let response, data;
+  try {
+    response = await fetch("/api/analyze", {method: "POST", body: new FormData(event.target)});
+  } catch (err) {
+    showError("The server could not be reached: is `serve` still running?"); return;
+  }
+  try { data = await response.json(); } catch (err) { data = null; }
+  if (!response.ok || data === null) {
+    showError((data && data.error) ? `Not analyzed: ${data.error}` : `Not analyzed: the server answered ${response.status} ${response.statusText}`);
+    return;
+  }
   status.textContent = "";
   const file = document.getElementById("image").files[0];
   const preview = document.getElementById("preview");

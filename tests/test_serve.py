@@ -137,14 +137,40 @@ def test_page_in_a_real_headless_browser(app, tmp_path):
             assert "Tesla" in highlighted and "POS" in highlighted
             assert page.is_visible("#preview") and "Post sentiment" in page.inner_text("#output")
             assert "Tesla" in page.inner_text("#aspects-table")
+            colours = page.eval_on_selector_all(".bar", "bars => bars.map(b => getComputedStyle(b).backgroundColor)")
+            assert {"rgb(58, 158, 58)", "rgb(154, 154, 154)", "rgb(208, 72, 72)"} <= set(colours)  # POS NEU NEG
+            assert page.is_disabled("#chains")  # this model has no generator, and the page says so
+            assert "no chain writer" in page.inner_text("#chains-why")
             page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
             if os.environ.get("MULCOT_SCREENSHOT"):  # how docs/demo.png is made
                 page.screenshot(path=os.environ["MULCOT_SCREENSHOT"], full_page=True)
+
+            # A failed request clears the previous result and says what was wrong, in words.
+            bad = tmp_path / "notes.png"
+            bad.write_bytes(b"\x89PNG but not really")
+            page.set_input_files("#image", str(bad))
+            page.click("#submit")
+            page.wait_for_selector("#status.error", timeout=60_000)
+            message = page.inner_text("#status")
+            assert message.startswith("Not analyzed:") and "not an image" in message and "BytesIO" not in message
+            assert not page.is_visible("#result") and page.inner_text("#output") == ""
+
+            # At a phone's width (390 px) nothing scrolls sideways.
+            phone = browser.new_page(viewport={"width": 390, "height": 844})
+            phone.goto(f"http://127.0.0.1:{port}/")
+            phone.fill("#text", "Traffic in Boston is a total nightmare today , says Obama")
+            phone.set_input_files("#image", str(image))
+            phone.click("#submit")
+            phone.wait_for_selector("#highlighted", timeout=60_000)
+            assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+            assert phone.is_visible("#aspects-table") and phone.is_visible("#preview")
+            phone.screenshot(path=str(tmp_path / "demo-phone.png"), full_page=True)
             browser.close()
     finally:
         server.should_exit = True
         thread.join(timeout=10)
     assert (tmp_path / "demo.png").read_bytes()[:4] == b"\x89PNG"
+    assert Image.open(tmp_path / "demo-phone.png").size[0] == 390
 
 
 def start_server(app):
