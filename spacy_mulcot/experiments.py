@@ -52,6 +52,15 @@ class Recipe:
     dataset: str = "twitter2015"
     description: str = ""
     overrides: Dict[str, Any] = field(default_factory=dict)
+    #: Static vectors to distil and pass as paths.vectors: {"model": encoder, "dims": n}
+    vectors: Optional[Dict[str, Any]] = None
+
+    def vectors_path(self, corpus_dir: Path) -> Optional[Path]:
+        """Where the recipe's static vectors live (made from its train and dev corpora)."""
+        if not self.vectors:
+            return None
+        model = str(self.vectors["model"]).replace("/", "_")
+        return corpus_dir / "vectors" / f"{self.dataset}-{model}-{int(self.vectors.get('dims', 64))}"
 
 
 def load_recipes(path: Path = DEFAULT_RECIPES) -> Dict[str, Recipe]:
@@ -67,6 +76,9 @@ def load_recipes(path: Path = DEFAULT_RECIPES) -> Dict[str, Recipe]:
         missing = {"config", "train", "dev", "test"} - set(spec)
         if unknown or missing:
             raise ValueError(f"{path}: recipe {name!r}: unknown keys {sorted(unknown)}, missing {sorted(missing)}")
+        vectors = spec.get("vectors")
+        if vectors is not None and (not isinstance(vectors, dict) or "model" not in vectors):
+            raise ValueError(f"{path}: recipe {name!r}: vectors must be a mapping with 'model' (and 'dims')")
         recipes[name] = Recipe(name=name, **{**spec, "overrides": dict(spec.get("overrides") or {})})
     return recipes
 
@@ -121,7 +133,8 @@ def module_cmd(code: Path, module: str, *args: str) -> List[str]:
 def config_hash(recipe: Recipe, code: Path) -> str:
     """The producing config's hash (text + overrides), recorded with every result."""
     text = (code / recipe.config).read_text(encoding="utf-8")
-    return hashlib.sha256(json.dumps([text, recipe.overrides], sort_keys=True).encode()).hexdigest()[:12]
+    spec = [text, recipe.overrides] + ([recipe.vectors] if recipe.vectors else [])
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def run_key(recipe: Recipe, code: Path, commit: str) -> str:
@@ -155,6 +168,20 @@ def ensure_corpora(recipe: Recipe, corpus_dir: Path, data_dir: Optional[Path], l
             _run(convert + ["mvsa", str(source / f"{split}.json"), str(target / f"{split}.spacy")], ROOT, None)
     else:
         _run(convert + ["twitter", str(source), str(target)], ROOT, None)
+
+
+def ensure_vectors(recipe: Recipe, corpus_dir: Path, log=print) -> Optional[Path]:
+    """Distil the recipe's static vectors (``static-vectors``) when they are missing."""
+    path = recipe.vectors_path(corpus_dir)
+    if path is None or (path / "vocab").exists():
+        return path
+    log(f"distilling static vectors from {recipe.vectors['model']} → {path}")
+    cmd = [sys.executable, "-m", "spacy_mulcot", "static-vectors", str(recipe.vectors["model"]), str(path)]
+    cmd += ["--dims", str(int(recipe.vectors.get("dims", 64)))]
+    for corpus in (recipe.train, recipe.dev):
+        cmd += ["--corpus", str(corpus_dir / corpus)]
+    _run(cmd, ROOT, None)
+    return path
 
 
 def _run(cmd: List[str], cwd: Path, log_path: Optional[Path], env: Optional[dict] = None) -> Dict[str, float]:
@@ -218,6 +245,9 @@ def run_seed(
         str(seed),
         *_override_args(recipe.overrides),
     ]
+    vectors = recipe.vectors_path(corpus_dir)
+    if vectors is not None:
+        train_args += ["--paths.vectors", str(vectors.resolve())]
     train_json = run / "train.json"
     if not train_json.exists():
         shutil.rmtree(run / "training", ignore_errors=True)  # an interrupted training starts over
@@ -244,6 +274,7 @@ def run_seed(
         "config": recipe.config,
         "config_hash": config_hash(recipe, code),
         "overrides": recipe.overrides,
+        "vectors": recipe.vectors,
         "commit": commit,
         "cpu": describe_cpu(),
         "train": timing,
@@ -281,6 +312,7 @@ def run_experiment(
     if not (code / recipe.config).exists():
         raise FileNotFoundError(f"{code / recipe.config} does not exist (recipe {recipe.name!r})")
     ensure_corpora(recipe, corpus_dir, data_dir, log=log)
+    ensure_vectors(recipe, corpus_dir, log=log)
     records = []
     for seed in seeds:
         out = results_dir / name / f"seed-{seed}.json"

@@ -172,8 +172,23 @@ def sample(
     typer.echo(f"{output}: {count} docs of {source}")
 
 
+def static_vectors(
+    model: str = typer.Argument(..., help="A transformer encoder (name or folder), e.g. all-MiniLM-L6-v2"),
+    output: Path = typer.Argument(..., help="The vectors as a spaCy pipeline folder (for [initialize] vectors)"),
+    dims: int = typer.Option(64, min=2, help="Vector width after PCA"),
+    corpus: List[Path] = typer.Option([], "--corpus", help=".spacy files whose words get vectors too (train, dev)"),
+):
+    """Small static word vectors distilled from an encoder (each word piece through it
+    alone, PCA to DIMS; a word = the mean of its pieces), keyed by the lower-cased word:
+    what the fast student reads instead of a transformer."""
+    from ..static_vectors import build_vectors
+
+    info = build_vectors(model, output, dims=dims, corpora=corpus)
+    typer.echo(f"{output}: {info['words']} words × {dims} ({info['from_corpora']} distinct words from the corpora)")
+
+
 #: The commands this module adds to the app, by name.
-COMMANDS = {"stats": corpus_stats, "split": split, "sample": sample}
+COMMANDS = {"stats": corpus_stats, "split": split, "sample": sample, "static-vectors": static_vectors}
 
 #: ``convert`` subcommands, by name.
 CONVERT_COMMANDS = {"twitter": convert_twitter, "mvsa": convert_mvsa, "jsonl": convert_jsonl}
