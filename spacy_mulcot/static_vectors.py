@@ -29,6 +29,9 @@ def piece_vectors(model: str, dims: int = 64, batch_size: int = 512) -> Tuple[ob
     path = resolve_model_path(model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     encoder = AutoModel.from_pretrained(path).eval()
+    width = encoder.config.hidden_size
+    if not 0 < dims < width:
+        raise ValueError(f"dims must be below the encoder's width {width}, got {dims}")
     ids = torch.arange(len(tokenizer), dtype=torch.long)
     cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
     sep_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
@@ -41,8 +44,6 @@ def piece_vectors(model: str, dims: int = 64, batch_size: int = 512) -> Tuple[ob
             batch = torch.stack([torch.full_like(chunk, cls_id), chunk, torch.full_like(chunk, sep_id)], dim=1)
             rows.append(encoder(input_ids=batch).last_hidden_state[:, 1].float().numpy())
     table = numpy.concatenate(rows)
-    if dims >= table.shape[1]:
-        raise ValueError(f"dims must be below the encoder's width {table.shape[1]}, got {dims}")
     centred = table - table.mean(axis=0)
     _, _, components = numpy.linalg.svd(centred, full_matrices=False)
     return tokenizer, (centred @ components[:dims].T).astype(numpy.float32)

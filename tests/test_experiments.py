@@ -96,6 +96,29 @@ def test_runner_refuses_bad_input(setup):
     bad.write_text("tiny:\n  config: configs/mulcot_cpu.cfg\n  train: a\n")
     with pytest.raises(ValueError, match="missing"):
         experiments.load_recipes(bad)
+    bad.write_text("tiny:\n  config: c.cfg\n  train: a\n  dev: b\n  test: c\n  vectors: all-MiniLM-L6-v2\n")
+    with pytest.raises(ValueError, match="vectors must be a mapping"):
+        experiments.load_recipes(bad)
+
+
+def test_a_recipe_with_vectors_makes_them_once_and_passes_them_to_training(setup, monkeypatch):
+    tmp, _ = setup
+    recipe = experiments.Recipe("v", "c.cfg", "d/train.spacy", "d/dev.spacy", "d/test.spacy", dataset="d",
+                                vectors={"model": "org/enc", "dims": 16})  # fmt: skip
+    path = recipe.vectors_path(tmp / "corpus")
+    assert path == tmp / "corpus" / "vectors" / "d-org_enc-16"
+    calls = []
+    monkeypatch.setattr(experiments, "_run", lambda cmd, cwd, log, env=None: calls.append(cmd) or {})
+    assert experiments.ensure_vectors(recipe, tmp / "corpus", log=lambda _: None) == path
+    (cmd,) = calls
+    assert cmd[3:] == ["static-vectors", "org/enc", str(path), "--dims", "16",
+                       "--corpus", str(tmp / "corpus" / "d/train.spacy"), "--corpus", str(tmp / "corpus" / "d/dev.spacy")]  # fmt: skip
+    (path / "vocab").mkdir(parents=True)
+    experiments.ensure_vectors(recipe, tmp / "corpus", log=lambda _: None)
+    assert len(calls) == 1  # made once
+    (tmp / "c.cfg").write_text("[nlp]\n")
+    plain = experiments.Recipe("v", "c.cfg", "d/train.spacy", "d/dev.spacy", "d/test.spacy", dataset="d")
+    assert experiments.config_hash(plain, tmp) != experiments.config_hash(recipe, tmp)  # vectors are part of it
 
 
 def _record(name, seed, masc, mate, wall):
