@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from spacy_mulcot import POLARITIES, shipped_models
+from spacy_mulcot import POLARITIES
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -15,7 +15,6 @@ def python_blocks():
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 
-@pytest.mark.skipif("twitter-fast" not in shipped_models(), reason="the shipped model is not in this checkout")
 def test_every_readme_python_block_runs_as_written(tmp_path, monkeypatch, capsys):
     blocks = python_blocks()
     assert blocks, "the README lost its quickstart"

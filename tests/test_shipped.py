@@ -75,3 +75,33 @@ def test_bad_names_and_sources_are_clear_errors(tmp_path, models_dir):
     assert result.exit_code == 1 and "no shipped model" in result.output
     result = CliRunner().invoke(app, ["predict", str(source)])
     assert result.exit_code == 2 and "[MODEL] SOURCE OUTPUT" in result.output
+
+
+def test_the_default_model_ships_and_predicts(tmp_path):
+    """The model in the box: in the package, loadable offline, a prediction that makes
+    sense, and a model card that says where it came from and how it scored."""
+    from PIL import Image
+
+    from spacy_mulcot import POLARITIES, make_doc
+
+    assert shipped.DEFAULT_MODEL in shipped.shipped_models()
+    card = shipped.model_card()
+    assert card["mulcot"]["test"]["scores"]["mulcot_masc_acc"] > 50 and card["size_mb"] < 40
+    assert card["mulcot"]["command"].startswith("python -m spacy train configs/student_fast.cfg")
+    nlp = spacy_mulcot_load()
+    assert nlp.pipe_names == ["mulcot_image", "mulcot"]  # no transformer inside
+    Image.new("RGB", (200, 150), (40, 90, 200)).save(tmp_path / "p.jpg")
+    doc = nlp(make_doc(nlp, "Obama and Merkel meet in Berlin", image=str(tmp_path / "p.jpg")))
+    assert doc._.image_features is not None
+    found = [a.text for a in doc.spans["aspects"]]
+    assert set(found) & {"Obama", "Merkel", "Berlin"}  # named entities, as in its training data
+    for aspect in doc.spans["aspects"]:
+        assert aspect.label_ in POLARITIES and sum(aspect._.sentiment_scores.values()) == pytest.approx(1.0, abs=1e-4)
+    given = nlp(make_doc(nlp, "The battery life is awful", aspects=["battery life"]))
+    assert [a.text for a in given.spans["aspects"]] == ["battery life"] and given.spans["aspects"][0].label_
+
+
+def spacy_mulcot_load():
+    import spacy_mulcot
+
+    return spacy_mulcot.load()

@@ -170,6 +170,7 @@ def test_sample_and_teacher_skip_cli(tmp_path):
 # ---- the whole workflow ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_project_all_end_to_end(twitter_dir, tiny_lm_path, tmp_path):
     from weasel.cli.run import project_run
 
