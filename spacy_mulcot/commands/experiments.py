@@ -5,6 +5,8 @@ from typing import List, Optional
 
 import typer
 
+from .common import fail
+
 
 def experiment(
     recipe: str = typer.Argument(..., help="A recipe of configs/recipes.yml (or --recipes)"),
@@ -37,6 +39,8 @@ def experiment(
         )
     except (KeyError, FileNotFoundError, ValueError) as e:
         raise typer.BadParameter(str(e).strip("'\"")) from e
+    except RuntimeError as e:  # a training or scoring step failed: its command and log tail
+        fail(str(e))
     for r in records:
         test = r["test"]["scores"]
         if test.get("mulcot_masc_acc") is not None:
