@@ -235,6 +235,7 @@ textarea { width: 100%; height: 5em; font: inherit; }
 input[type=text] { width: 100%; font: inherit; }
 label { display: block; margin: 0.8em 0 0.3em; font-weight: 600; }
 button { margin-top: 1em; font: inherit; padding: 0.4em 1.2em; }
+[hidden] { display: none !important; }  /* the flex layout below would show a hidden result */
 #result { display: flex; flex-wrap: wrap; gap: 1.5em; margin-top: 1.5em; }
 #output { flex: 1 1 18em; min-width: 0; overflow-wrap: anywhere; }
 #preview { max-width: min(260px, 100%); max-height: 260px; border-radius: 4px; }

@@ -127,12 +127,7 @@ def test_page_in_a_real_headless_browser(app, tmp_path):
                     "--disable-sync",
                 ],
             )
-            page = browser.new_page(viewport={"width": 1000, "height": 700})
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.fill("#text", "Loving the new Tesla , what a car !")
-            page.set_input_files("#image", str(image))
-            page.click("#submit")
-            page.wait_for_selector("#highlighted", timeout=60_000)
+            page = _analyze(browser, port, 1000, "Loving the new Tesla , what a car !", image)
             highlighted = page.inner_text("#highlighted")
             assert "Tesla" in highlighted and "POS" in highlighted
             assert page.is_visible("#preview") and "Post sentiment" in page.inner_text("#output")
@@ -156,12 +151,7 @@ def test_page_in_a_real_headless_browser(app, tmp_path):
             assert not page.is_visible("#result") and page.inner_text("#output") == ""
 
             # At a phone's width (390 px) nothing scrolls sideways.
-            phone = browser.new_page(viewport={"width": 390, "height": 844})
-            phone.goto(f"http://127.0.0.1:{port}/")
-            phone.fill("#text", "Traffic in Boston is a total nightmare today , says Obama")
-            phone.set_input_files("#image", str(image))
-            phone.click("#submit")
-            phone.wait_for_selector("#highlighted", timeout=60_000)
+            phone = _analyze(browser, port, 390, "Traffic in Boston is a total nightmare today , says Obama", image)
             assert phone.evaluate("document.documentElement.scrollWidth") <= 390
             assert phone.is_visible("#aspects-table") and phone.is_visible("#preview")
             phone.screenshot(path=str(tmp_path / "demo-phone.png"), full_page=True)
@@ -171,6 +161,17 @@ def test_page_in_a_real_headless_browser(app, tmp_path):
         thread.join(timeout=10)
     assert (tmp_path / "demo.png").read_bytes()[:4] == b"\x89PNG"
     assert Image.open(tmp_path / "demo-phone.png").size[0] == 390
+
+
+def _analyze(browser, port, width, text, image):
+    """A page of ``width`` px that has analyzed ``text`` with ``image`` (result shown)."""
+    page = browser.new_page(viewport={"width": width, "height": 844})
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.fill("#text", text)
+    page.set_input_files("#image", str(image))
+    page.click("#submit")
+    page.wait_for_selector("#highlighted", timeout=60_000)
+    return page
 
 
 def start_server(app):
