@@ -2,13 +2,13 @@
 and the shared benchmark data (tests that need it skip when it is absent)."""
 
 import importlib.util
-import io
 import os
 from pathlib import Path
 
 import pytest
 import spacy
-from PIL import Image
+
+from .helpers import make_image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -32,18 +32,6 @@ def photo_path() -> Path:
     if not path.exists():
         pytest.skip("matplotlib's sample photo is not installed")
     return path
-
-
-def make_image(color=(200, 30, 30), size=(64, 48), fmt="JPEG", exif_orientation=None) -> bytes:
-    image = Image.new("RGB", size, color)
-    buf = io.BytesIO()
-    if exif_orientation is not None:
-        exif = Image.Exif()
-        exif[0x0112] = exif_orientation
-        image.save(buf, format=fmt, exif=exif)
-    else:
-        image.save(buf, format=fmt)
-    return buf.getvalue()
 
 
 @pytest.fixture
@@ -142,7 +130,7 @@ def trained_model_dir(tmp_path_factory):
     posts and saved: what the user-facing commands (predict, render) run."""
     from spacy_mulcot.readers.corpus import make_example
 
-    from .components.test_mulcot import build_nlp, gold_docs, train
+    from .helpers import build_nlp, gold_docs, train
 
     tmp = tmp_path_factory.mktemp("trained")
     nlp = build_nlp()

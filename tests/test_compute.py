@@ -128,7 +128,7 @@ def test_transformer_trains_under_autocast_only_where_bf16_is_native(fast, tmp_p
 
     from spacy_mulcot.readers.corpus import make_example
 
-    from .components.test_mulcot import TRANSFORMER, gold_docs, train
+    from .helpers import TRANSFORMER, gold_docs, train
 
     with force_fast_bf16(fast):
         nlp = spacy.blank("en")

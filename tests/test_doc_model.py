@@ -7,7 +7,7 @@ from spacy.tokens import DocBin
 from spacy_mulcot import ASPECTS_KEY, ImageRef, docs_from_records, make_doc, set_aspects
 from spacy_mulcot.doc_model import AspectNotFoundError, copy_inputs
 
-from .conftest import make_image
+from .helpers import make_image
 
 TEXT = "Loving the new iPhone , but the battery life is awful"
 

@@ -12,7 +12,7 @@ from spacy.tokens import DocBin
 from spacy_mulcot import experiments
 from spacy_mulcot.results import load_results, mean_std, render, update_block
 
-from .components.test_mulcot import gold_docs
+from .helpers import gold_docs
 
 
 @pytest.fixture

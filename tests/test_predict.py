@@ -11,8 +11,7 @@ from typer.testing import CliRunner
 
 from spacy_mulcot.cli import app
 
-from .components.test_mulcot import gold_docs
-from .conftest import make_image
+from .helpers import gold_docs, make_image
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from spacy_mulcot.cli import app
 from spacy_mulcot.render import COLORS
 
-from .components.test_mulcot import gold_docs
+from .helpers import gold_docs
 
 
 def corpus(tmp_path):

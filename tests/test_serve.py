@@ -15,7 +15,7 @@ from PIL import Image
 
 from spacy_mulcot.render import COLORS
 
-from .conftest import make_image
+from .helpers import make_image
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from spacy_mulcot.evaluation.tables import markdown_table
 from spacy_mulcot.readers import read_docbin
 from spacy_mulcot.report import write_report
 
-from .conftest import make_image
+from .helpers import make_image
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "index\t#1 Label\t#2 ImageID\t#3 String\t#3 String\n"

@@ -7,7 +7,7 @@ from spacy_mulcot import ImageError, make_doc
 from spacy_mulcot.encoders import EfficientNetLite0Encoder, HFVisionEncoder
 from spacy_mulcot.images import decode_image
 
-from ..conftest import make_image
+from ..helpers import make_image
 
 
 def test_add_pipe_by_name_and_features(nlp_image, image_files):

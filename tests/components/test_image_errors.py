@@ -64,7 +64,7 @@ def test_error_names_the_docs_position_in_this_call_not_a_running_count(tmp_path
 
 
 def test_skipped_image_is_recorded_and_mulcot_does_not_blame_the_pipeline_order(tmp_path):
-    from .test_mulcot import build_nlp, gold_docs, train
+    from ..helpers import build_nlp, gold_docs, train
 
     nlp = build_nlp()
     nlp.replace_pipe("mulcot_image", "mulcot_image", config={"on_error": "skip"})

@@ -1,76 +1,14 @@
 """The ``mulcot`` component end to end with the real default encoders
 (all-MiniLM-L6-v2 + EfficientNet-Lite0) on a few handwritten posts."""
 
-import random
-
 import numpy
 import pytest
 import spacy
 
-from spacy_mulcot.doc_model import make_doc, set_aspects
+from spacy_mulcot.doc_model import set_aspects
 from spacy_mulcot.readers.corpus import make_example
 
-from ..conftest import make_image
-
-TRANSFORMER = {
-    "model": {
-        "@architectures": "mulcot.TransformerModel.v1",
-        "name": "all-MiniLM-L6-v2",
-        "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 128, "stride": 96},
-        # fp32: batched == one-by-one to the last printed digit (bf16 rounding depends on the
-        # padding, ~1e-5 here); the bf16 path has its own tests (test_mulcot_speed_paths.py).
-        "inference_dtype": "float32",
-    }
-}
-
-POSTS = [
-    ("Loving the new Tesla , what a car !", [("Tesla", "POS")], (30, 200, 30)),
-    ("Traffic in Boston is a total nightmare today", [("Boston", "NEG")], (200, 30, 30)),
-    ("Obama speaks with Merkel in Berlin", [("Obama", "NEU"), ("Merkel", "NEU"), ("Berlin", "NEU")], (90, 90, 90)),
-    ("Great game by Messi tonight , Barcelona fans happy", [("Messi", "POS"), ("Barcelona", "POS")], (20, 40, 220)),
-]
-
-
-def build_nlp(**mulcot_config):
-    nlp = spacy.blank("en")
-    nlp.add_pipe("transformer", config=TRANSFORMER)
-    nlp.add_pipe("mulcot_image")
-    cfg = {"model": {"hidden_width": 64, "attention_heads": 2, "image_dropout": 0.0, "rationale_dropout": 0.0}}
-    for key, value in mulcot_config.items():
-        cfg["model"][key] = value
-    nlp.add_pipe("mulcot", config=cfg)
-    return nlp
-
-
-def gold_docs(nlp, tmp_path, posts=POSTS):
-    docs = []
-    for i, (text, aspects, color) in enumerate(posts):
-        path = tmp_path / f"post{i}.jpg"
-        path.write_bytes(make_image(color))
-        doc = make_doc(nlp, text, image=str(path))
-        set_aspects(doc, [{"text": a, "label": label} for a, label in aspects])
-        docs.append(doc)
-    return docs
-
-
-def train(nlp, examples, steps=40, seed=0, on_step=None, learn_rate=5e-4):
-    random.seed(seed)
-    numpy.random.seed(seed)
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = learn_rate
-    history = []
-    for _ in range(steps):
-        losses = {}
-        nlp.update(examples, sgd=optimizer, losses=losses, annotates=["mulcot_image"])
-        history.append(losses["mulcot"])
-        if on_step is not None:
-            on_step(losses)
-    return history
-
-
-def fresh(nlp, gold, given=False):
-    """What a user would pass in: the text and image (and, if given, unlabelled aspects)."""
-    return [make_example(d, given_aspects=given).predicted for d in gold]
+from ..helpers import POSTS, TRANSFORMER, build_nlp, fresh, gold_docs, make_image, train  # noqa: F401
 
 
 def outputs(docs):

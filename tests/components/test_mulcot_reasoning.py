@@ -8,8 +8,8 @@ import spacy
 from spacy_mulcot.chains import parse_chain
 from spacy_mulcot.readers.corpus import make_example
 
-from .test_mulcot import TRANSFORMER, fresh, train
-from .test_mulcot import gold_docs as mulcot_gold_docs
+from ..helpers import TRANSFORMER, fresh, train
+from ..helpers import gold_docs as mulcot_gold_docs
 
 POSTS = [
     ("Loving the new Tesla , what a car !", [("Tesla", "POS")], (30, 200, 30)),

@@ -11,7 +11,7 @@ from spacy_mulcot.data_classes import ModelInput
 from spacy_mulcot.doc_model import ASPECTS_KEY
 from spacy_mulcot.readers.corpus import make_example
 
-from .test_mulcot import gold_docs
+from ..helpers import gold_docs
 
 
 def _log_softmax(x):

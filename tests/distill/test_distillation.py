@@ -4,8 +4,6 @@ augmentation. A tiny assistant (tiny random Llama + the real encoders) is traine
 here on two posts."""
 
 import json
-import subprocess
-import sys
 
 import numpy
 import pytest
@@ -17,8 +15,8 @@ from spacy_mulcot.architectures import generator_of, net_shim
 from spacy_mulcot.losses import Distillation
 from spacy_mulcot.readers.corpus import make_example
 
-from ..components.test_mulcot import fresh, train
 from ..components.test_mulcot_reasoning import CHAINS, build_nlp, gold_docs
+from ..helpers import cli, fresh, read, train
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +31,6 @@ def assistant(tiny_lm_path, tmp_path_factory):  # noqa: F811
         db.add(doc)
     db.to_disk(tmp / "train.spacy")
     return tmp
-
-
-def cli(*args):
-    run = subprocess.run(
-        [sys.executable, "-m", "spacy_mulcot", *map(str, args)], capture_output=True, text=True, timeout=600
-    )
-    assert run.returncode == 0, run.stdout[-1000:] + run.stderr[-3000:]
-    return run.stdout
-
-
-def read(path):
-    nlp = spacy.blank("en")
-    return list(DocBin().from_disk(path).get_docs(nlp.vocab))
 
 
 def test_student_starts_from_the_exported_generator_with_fewer_layers(assistant, tmp_path):

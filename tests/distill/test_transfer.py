@@ -26,7 +26,7 @@ def posts(nlp, tmp_path=None):
     for i, (text, aspects) in enumerate(POSTS):
         image = None
         if tmp_path is not None:
-            from ..conftest import make_image
+            from ..helpers import make_image
 
             image = tmp_path / f"p{i}.jpg"
             image.write_bytes(make_image((20 * i, 100, 50)))

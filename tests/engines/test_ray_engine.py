@@ -11,7 +11,7 @@ from spacy_mulcot.cli import app
 from spacy_mulcot.engines.shards import Settings, ShardWorker, plan_shards, predict_in_shards
 from spacy_mulcot.readers import ReadStats
 
-from ..conftest import make_image
+from ..helpers import make_image
 
 pytest.importorskip("ray")
 

@@ -6,7 +6,7 @@ from spacy.tokens import DocBin
 
 from spacy_mulcot.evaluation.systems import evaluate_system
 
-from ..components.test_mulcot import gold_docs
+from ..helpers import gold_docs
 
 
 def test_a_post_level_corpus_gets_msc_scores_and_no_masc(tmp_path, trained_model_dir):

@@ -12,7 +12,7 @@ from spacy_mulcot.cli import app
 from spacy_mulcot.readers import ChainIndex, ReadStats, RowError, read_jsonl, read_mvsa, read_twitter
 from spacy_mulcot.readers.table import read_csv
 
-from ..conftest import make_image
+from ..helpers import make_image
 from .test_readers import HEADER
 
 

@@ -16,10 +16,9 @@ from spacy_mulcot.architectures import generator_of
 from spacy_mulcot.readers.corpus import make_example
 from spacy_mulcot.reasoning import reasoning_generator_v1
 
-from ..components.test_mulcot import fresh, train
 from ..components.test_mulcot_reasoning import gold_docs
 from ..conftest import workflow_overrides
-from ..distill.test_distillation import cli, read
+from ..helpers import cli, fresh, read, train
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 

@@ -18,7 +18,7 @@ from spacy_mulcot.images import ImageError
 from spacy_mulcot.teacher import OpenAICompatible, TeacherError, TeacherItem, TeacherPrompt, TwoStageTeacher
 from spacy_mulcot.teacher.component import USER_DATA_KEY, MulcotTeacher, TeacherWarning
 
-from ..conftest import make_image
+from ..helpers import make_image
 
 
 def completion(text: str) -> bytes:

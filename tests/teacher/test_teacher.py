@@ -12,7 +12,7 @@ from spacy_mulcot.doc_model import make_doc, set_aspects
 from spacy_mulcot.teacher import ReplyCache, TeacherError, TeacherItem, TeacherPrompt, TeacherReply, TwoStageTeacher
 from spacy_mulcot.teacher.component import USER_DATA_KEY, MulcotTeacher
 
-from ..conftest import make_image
+from ..helpers import make_image
 
 
 def chain(label: str) -> str:

@@ -28,7 +28,7 @@ from spacy.tokens import DocBin
 from spacy_mulcot.doc_model import make_doc, set_aspects
 from spacy_mulcot.teacher import OpenAICompatible, ReplyCache, TeacherItem, TeacherPrompt, TwoStageTeacher
 
-from ..conftest import make_image
+from ..helpers import make_image
 
 pytestmark = pytest.mark.slow
 
