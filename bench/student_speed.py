@@ -21,10 +21,7 @@ from _report import emit
 from spacy_mulcot.compute import describe_cpu
 from spacy_mulcot.evaluation.systems import count_parameters, throughput
 from spacy_mulcot.readers import read_docbin
-
-
-def _size_mb(path: Path) -> float:
-    return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6, 2)
+from spacy_mulcot.shipped import folder_mb
 
 
 def main(
@@ -59,7 +56,7 @@ def main(
                 "docs_per_s_runs": [round(r, 1) for r in rate],
                 "ratio_to_first": round(median / medians[0], 2),
                 "params_m": round(count_parameters(nlp) / 1e6, 2),
-                "size_mb": _size_mb(model),
+                "size_mb": folder_mb(model),
             }
             for model, nlp, rate, median in zip(models, pipelines, rates, medians)
         ],

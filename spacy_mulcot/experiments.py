@@ -55,12 +55,17 @@ class Recipe:
     #: Static vectors to distil and pass as paths.vectors: {"model": encoder, "dims": n}
     vectors: Optional[Dict[str, Any]] = None
 
+    @property
+    def vectors_dims(self) -> int:
+        """The static vectors' width (64 unless the recipe says)."""
+        return int((self.vectors or {}).get("dims", 64))
+
     def vectors_path(self, corpus_dir: Path) -> Optional[Path]:
         """Where the recipe's static vectors live (made from its train and dev corpora)."""
         if not self.vectors:
             return None
         model = str(self.vectors["model"]).replace("/", "_")
-        return corpus_dir / "vectors" / f"{self.dataset}-{model}-{int(self.vectors.get('dims', 64))}"
+        return corpus_dir / "vectors" / f"{self.dataset}-{model}-{self.vectors_dims}"
 
 
 def load_recipes(path: Path = DEFAULT_RECIPES) -> Dict[str, Recipe]:
@@ -177,7 +182,7 @@ def ensure_vectors(recipe: Recipe, corpus_dir: Path, log=print) -> Optional[Path
         return path
     log(f"distilling static vectors from {recipe.vectors['model']} → {path}")
     cmd = [sys.executable, "-m", "spacy_mulcot", "static-vectors", str(recipe.vectors["model"]), str(path)]
-    cmd += ["--dims", str(int(recipe.vectors.get("dims", 64)))]
+    cmd += ["--dims", str(recipe.vectors_dims)]
     for corpus in (recipe.train, recipe.dev):
         cmd += ["--corpus", str(corpus_dir / corpus)]
     _run(cmd, ROOT, None)

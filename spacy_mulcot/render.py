@@ -45,22 +45,13 @@ def image_data_url(doc: Doc, size: int = 220) -> Optional[str]:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def image_problems(docs: Sequence[Doc]) -> List[str]:
-    """``path: reason`` for each post whose image cannot be read (missing, corrupt)."""
-    problems = []
-    for doc in docs:
-        if doc._.image is not None:
-            try:
-                doc._.image.load()
-            except ImageError as err:
-                problems.append(str(err))
-    return problems
-
-
-def _image_html(doc: Doc) -> str:
+def _image_html(doc: Doc, problems: Optional[List[str]]) -> str:
+    """The card's image, or a line naming why it cannot be read (also added to ``problems``)."""
     try:
         url = image_data_url(doc)
     except ImageError as err:
+        if problems is not None:
+            problems.append(str(err))
         return f'<div class="noimage">image not readable: {html.escape(str(err))}</div>'
     return f'<img src="{url}" alt="post image">' if url else ""
 
@@ -93,15 +84,21 @@ def _chains(doc: Doc, attr: str, who: str) -> str:
     return "".join(out)
 
 
-def render_page(gold: Sequence[Doc], predicted: Optional[Sequence[Doc]] = None, title: str = "spacy-mulcot") -> str:
-    """One card per post; ``predicted`` (same order as ``gold``) adds a second row."""
+def render_page(
+    gold: Sequence[Doc],
+    predicted: Optional[Sequence[Doc]] = None,
+    title: str = "spacy-mulcot",
+    problems: Optional[List[str]] = None,
+) -> str:
+    """One card per post; ``predicted`` (same order as ``gold``) adds a second row.
+    ``problems`` (a list) collects ``path: reason`` for each image that cannot be read."""
     if predicted is not None and len(predicted) != len(gold):
         raise ValueError(f"{len(gold)} gold docs but {len(predicted)} predicted")
     legend = "".join(f'<span style="background:{COLORS[p]}">{p}</span>' for p in POLARITIES)
     cards: List[str] = []
     for i, doc in enumerate(gold):
         pred = predicted[i] if predicted is not None else None
-        image = _image_html(doc)
+        image = _image_html(doc, problems)
         rows = [
             f'<div class="row"><span class="tag">{"gold" if pred is not None else ""}</span>{spans_html(doc)}</div>'
         ]

@@ -54,6 +54,11 @@ def model_card(name: str = DEFAULT_MODEL) -> Dict[str, Any]:
     return json.loads((model_path(name) / "meta.json").read_text(encoding="utf-8"))
 
 
+def folder_mb(path: Path) -> float:
+    """The size of the files under ``path``, in MB (two decimals)."""
+    return round(sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 1e6, 2)
+
+
 def ship(pipeline: Path, name: str = DEFAULT_MODEL, record: Dict[str, Any] = None) -> Path:
     """Copy a trained pipeline folder into ``models/NAME`` (replacing what was there,
     atomically), its meta.json extended with where it came from and, from a seed
@@ -81,6 +86,6 @@ def ship(pipeline: Path, name: str = DEFAULT_MODEL, record: Dict[str, Any] = Non
             }
             meta["mulcot"]["test"] = {k: v for k, v in (record.get("test") or {}).items() if k != "confusion"}
             meta["mulcot"]["dev_scores"] = (record.get("dev") or {}).get("scores")
-        meta["size_mb"] = round(sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file()) / 1e6, 2)
+        meta["size_mb"] = folder_mb(tmp)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return MODELS_DIR / name

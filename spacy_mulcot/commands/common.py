@@ -12,7 +12,7 @@ import typer
 from spacy.tokens import Doc, DocBin
 from tqdm import tqdm
 
-from ..atomic import atomic_path, write_json
+from ..atomic import atomic_path
 from ..errors import NoGeneratorError
 from ..images import ImageError
 from ..readers import ReadStats, RowError
@@ -84,11 +84,6 @@ def write_docs(docs: Iterable[Doc], output: Path, desc: str) -> int:
     with atomic_path(output) as tmp:
         db.to_disk(tmp)
     return n
-
-
-def save_json(data: dict, path: Path) -> None:
-    """Indented JSON at ``path``, its folder made, written atomically."""
-    write_json(path, data)
 
 
 def report_read(stats: ReadStats, output: Path, extra: Optional[dict] = None) -> None:

@@ -10,9 +10,10 @@ import spacy
 import typer
 from spacy.tokens import Doc
 
+from ..atomic import write_json
 from ..doc_model import ASPECTS_KEY
 from ..readers import ChainIndex, ReadStats, read_docbin, read_jsonl, read_mvsa, read_twitter
-from .common import SPLITS, report_read, save_json, tokenizer, write_docs
+from .common import SPLITS, report_read, tokenizer, write_docs
 
 
 def convert_twitter(
@@ -123,7 +124,7 @@ def corpus_stats(
         report[str(path)] = dict(c)
         typer.echo(f"{path}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
     if output:
-        save_json(report, output)
+        write_json(output, report)
 
 
 def split(

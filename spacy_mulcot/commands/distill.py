@@ -7,8 +7,9 @@ from typing import Optional
 import spacy
 import typer
 
+from ..atomic import write_json
 from ..readers import read_docbin
-from .common import save_json, write_docs
+from .common import write_docs
 
 
 def soft_targets(
@@ -75,7 +76,7 @@ def augment(
         "assistant": str(assistant),
         "source": str(source),
     }
-    save_json(result, report or output.with_suffix(".report.json"))
+    write_json(report or output.with_suffix(".report.json"), result)
     typer.echo(
         f"{output}: {counts['kept']} of {counts['aspects']} aspects got an assistant chain matching gold "
         f"({counts['generated']} chains generated, {counts['unmatched']} left without)"

@@ -8,9 +8,9 @@ from typing import List, Optional
 import spacy
 import typer
 
-from ..atomic import write_text
+from ..atomic import write_json, write_text
 from ..readers import read_docbin
-from .common import fail, load_or_exit, one_line, save_json
+from .common import fail, load_or_exit, one_line
 
 
 def render(
@@ -32,24 +32,24 @@ def render(
     from itertools import islice
 
     from ..engines.shards import load_pipeline
-    from ..readers.corpus import make_example
-    from ..render import image_problems, render_page, summary
+    from ..readers.corpus import make_example, rerooted
+    from ..render import render_page, summary
 
     # The model predicts posts whose image is unreadable from their text (and says so).
     nlp = load_or_exit(lambda: load_pipeline(model, "skip"), model) if model else spacy.blank("en")
     gold = list(islice(read_docbin(corpus, nlp), limit))
-    if image_dir is not None:
-        for doc in gold:
-            if doc._.image is not None and doc._.image.path:
-                doc._.image = str(image_dir / Path(doc._.image.path).name)
-    problems = image_problems(gold)
+    for doc in gold:
+        moved = rerooted(doc, image_dir)
+        if moved is not None:
+            doc._.image = moved
     predicted = None
     if model:
         inputs = [make_example(d, given_aspects=False, rationales=False).predicted for d in gold]
         cfg = {"mulcot": {"generate_reasoning": chains}} if "mulcot" in nlp.pipe_names else {}
         predicted = list(nlp.pipe(inputs, component_cfg=cfg))
     output.parent.mkdir(parents=True, exist_ok=True)
-    write_text(output, render_page(gold, predicted, title=title or str(corpus)))
+    problems: List[str] = []  # filled as the page is made: each image is read once
+    write_text(output, render_page(gold, predicted, title=title or str(corpus), problems=problems))
     counts = summary(gold, predicted)
     if problems:
         counts["unreadable_images"] = len(problems)
@@ -86,7 +86,7 @@ def evaluate(
     for key, value in result["scores"].items():
         typer.echo(f"{key:<22} {'-' if value is None else f'{value:.2f}'}")
     if output is not None:
-        save_json({"model": model, "corpus": str(corpus), **result}, output)
+        write_json(output, {"model": model, "corpus": str(corpus), **result})
 
 
 def benchmark(
@@ -112,7 +112,7 @@ def benchmark(
         max_new_tokens=max_new_tokens,
     )
     record["model"] = str(model)
-    save_json(record, output)
+    write_json(output, record)
     typer.echo(
         json.dumps(
             {k: record.get(k) for k in ("name", "scores", "reasoning", "params_m", "docs_per_s", "peak_rss_mb")},
@@ -135,7 +135,7 @@ def zero_shot(
     from ..evaluation.systems import zero_shot_system
 
     record = zero_shot_system(model, corpus, name=name or None, sample=sample, seed=seed, max_new_tokens=max_new_tokens)
-    save_json(record, output)
+    write_json(output, record)
     typer.echo(
         json.dumps({k: record.get(k) for k in ("name", "scores", "reasoning", "params_m", "docs_per_s")}, indent=2)
     )

@@ -8,11 +8,11 @@ from typing import Optional
 import spacy
 import typer
 
-from ..atomic import atomic_dir
+from ..atomic import atomic_dir, write_json
 from ..doc_model import ASPECTS_KEY
 from ..images import ImageError
 from ..readers import read_docbin
-from .common import save_json, write_docs
+from .common import write_docs
 
 
 def teach(
@@ -118,7 +118,7 @@ def teach(
         }
     )
     report = report or output.with_suffix(".report.json")
-    save_json(result, report)
+    write_json(report, result)
     if run.aborted or run.transient_failures:
         why = run.aborted or f"{run.transient_failures} items failed because the server was unreachable or overloaded"
         typer.echo(

@@ -21,12 +21,13 @@ from spacy.tokens import Doc, Span
 from ..doc_model import ASPECTS_KEY
 
 
-def tag_pools(docs: Sequence[Doc], tagger: Language) -> Dict[str, List[str]]:
-    """Words outside aspects by fine-grained tag, as ``tagger`` tags them in context."""
+def tag_pools(docs: Sequence[Doc], tagged: Sequence[Doc]) -> Dict[str, List[str]]:
+    """Words outside aspects by fine-grained tag; ``tagged``: ``docs``' texts as a
+    tagger tagged them (in context), in the same order."""
     pools: Dict[str, List[str]] = defaultdict(list)
-    for doc, tagged in zip(docs, tagger.pipe([d.text for d in docs])):
+    for doc, tagged_doc in zip(docs, tagged):
         inside = _aspect_chars(doc)
-        for token in tagged:
+        for token in tagged_doc:
             if not token.is_space and not any(a <= token.idx < b for a, b in inside):
                 pools[token.tag_].append(token.text)
     return dict(pools)
@@ -56,9 +57,10 @@ def transfer_docs(
     if factor < 1:
         raise ValueError(f"factor must be at least 1, got {factor}")
     rng = random.Random(seed)
-    pools = tag_pools(docs, tagger)
-    for doc, tagged in zip(docs, tagger.pipe([d.text for d in docs])):
-        tags = _tags_by_token(doc, tagged)
+    tagged = list(tagger.pipe([d.text for d in docs]))  # once: for the pools and each post's tags
+    pools = tag_pools(docs, tagged)
+    for doc, tagged_doc in zip(docs, tagged):
+        tags = _tags_by_token(doc, tagged_doc)
         for _ in range(factor):
             yield _variant(doc, tags, pools, rng, p_mask, p_swap, p_window, window)
 

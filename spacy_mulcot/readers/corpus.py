@@ -33,10 +33,19 @@ def make_example(
         spaces=[bool(t.whitespace_) for t in reference],
     )
     copy_inputs(reference, predicted, aspects=given_aspects, rationales=rationales)
-    if image_dir is not None and reference._.image is not None and reference._.image.path:
+    moved = rerooted(reference, image_dir)
+    if moved is not None:
         # Re-rooted on the predicted doc only: the caller's reference is left as it was.
-        predicted._.image = str(Path(image_dir) / Path(reference._.image.path).name)
+        predicted._.image = moved
     return Example(predicted, reference)
+
+
+def rerooted(doc: Doc, image_dir: Optional[Union[str, Path]]) -> Optional[str]:
+    """``doc``'s image file moved to ``image_dir`` (its file name kept); None without
+    an ``image_dir`` or an image file."""
+    if image_dir is None or doc._.image is None or not doc._.image.path:
+        return None
+    return str(Path(image_dir) / Path(doc._.image.path).name)
 
 
 def read_docbin(path: Union[str, Path], nlp: Language) -> Iterator[Doc]:

@@ -59,7 +59,7 @@ def test_substitutes_come_from_the_same_tag(tagger):
     from spacy_mulcot.distill.transfer import tag_pools
 
     docs = posts(tagger)
-    pools = tag_pools(docs, tagger)
+    pools = tag_pools(docs, list(tagger.pipe(d.text for d in docs)))
     made = list(transfer_docs(docs, tagger, factor=20, p_mask=0.0, p_swap=1.0, p_window=0.0, seed=0))
     swapped = 0
     for i, doc in enumerate(made):
