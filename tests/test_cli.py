@@ -19,6 +19,9 @@ COMMANDS = (
     "benchmark",
     "zero-shot",
     "report",
+    "folds",
+    "concat",
+    "transfer-set",
 )
 
 

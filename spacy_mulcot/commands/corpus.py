@@ -1,5 +1,5 @@
 """Corpus commands: datasets to ``.spacy`` files (convert), their counts (stats), and
-the slices the workflow trains on (split, sample)."""
+the slices the workflow trains on (split, sample, folds, concat)."""
 
 import random
 from collections import Counter
@@ -188,8 +188,55 @@ def static_vectors(
     typer.echo(f"{output}: {info['words']} words × {dims} ({info['from_corpora']} distinct words from the corpora)")
 
 
+def folds(
+    source: Path = typer.Argument(..., help=".spacy training corpus to cut into K folds"),
+    output_dir: Path = typer.Argument(..., help="Writes fold-I/train.spacy, fold-I/heldout.spacy and folds.json"),
+    k: int = typer.Option(2, "--k", min=2, help="Number of folds"),
+    seed: int = typer.Option(0, help="Shuffle seed"),
+    lang: str = typer.Option("en", help="Language of the vocab"),
+):
+    """K folds for out-of-fold soft labels: fold I's model trains on every post but
+    fold I's (fold-I/train.spacy) and labels the posts it never saw (fold-I/heldout.spacy),
+    so no post's soft label comes from a model that fitted it. Each post is held out
+    exactly once; folds.json records which source index went where."""
+    nlp = spacy.blank(lang)
+    docs = list(read_docbin(source, nlp))
+    if len(docs) < k:
+        raise typer.BadParameter(f"{source} has {len(docs)} docs, fewer than --k {k}")
+    order = list(range(len(docs)))
+    random.Random(seed).shuffle(order)
+    assignment = [sorted(order[i::k]) for i in range(k)]
+    for i, held in enumerate(assignment):
+        held_set = set(held)
+        fold = output_dir / f"fold-{i}"
+        n_train = write_docs([d for j, d in enumerate(docs) if j not in held_set], fold / "train.spacy", f"fold {i} train")
+        n_held = write_docs([docs[j] for j in held], fold / "heldout.spacy", f"fold {i} held out")
+        typer.echo(f"{fold}: train.spacy {n_train} docs, heldout.spacy {n_held} docs")
+    write_json(output_dir / "folds.json", {"source": str(source), "k": k, "seed": seed, "heldout": assignment})
+
+
+def concat(
+    output: Path = typer.Argument(..., help="The .spacy file to write"),
+    inputs: List[Path] = typer.Argument(..., help=".spacy files, in the order their docs are wanted"),
+    lang: str = typer.Option("en", help="Language of the vocab"),
+):
+    """Several .spacy files as one (user data and extensions kept): the labelled
+    out-of-fold parts of a transfer set joined for training."""
+    nlp = spacy.blank(lang)
+    missing = [str(p) for p in inputs if not p.exists()]
+    if missing:
+        raise typer.BadParameter(f"no such file: {', '.join(missing)}")
+    if output.resolve() in {p.resolve() for p in inputs}:
+        raise typer.BadParameter(f"{output} is also an input; write to a new file")
+    n = write_docs((doc for path in inputs for doc in read_docbin(path, nlp)), output, "concat")
+    typer.echo(f"{output}: {n} docs from {len(inputs)} files")
+
+
 #: The commands this module adds to the app, by name.
-COMMANDS = {"stats": corpus_stats, "split": split, "sample": sample, "static-vectors": static_vectors}
+COMMANDS = {"stats": corpus_stats, "split": split, "sample": sample, "static-vectors": static_vectors,
+    "folds": folds,
+    "concat": concat,
+}
 
 #: ``convert`` subcommands, by name.
 CONVERT_COMMANDS = {"twitter": convert_twitter, "mvsa": convert_mvsa, "jsonl": convert_jsonl}

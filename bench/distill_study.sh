@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The distillation study of docs/results.md ("Does distillation pay?"), resumable: every
+# stage skips when its output exists, so a later session reruns this to go on.
+#   bash bench/distill_study.sh [SEEDS...]    (from the project root; default seeds 0 1 2)
+# 1. k = 2 folds of Twitter-2015 train; the reference recipe trained on each fold's
+#    training half (results/mulcot_cpu_fold{0,1}).
+# 2. A transfer set of each held-out half (the posts + 5 variants each), labelled by the
+#    fold model that never saw them (soft-targets); both joined: the out-of-fold set.
+# 3. The fast student distilled from it and its hard-label control, seeds interleaved.
+# Needs ../shared/data (or DATA_DIR); corpora under CORPUS (default corpus/).
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+DATA_DIR=${DATA_DIR:-../shared/data}
+CORPUS=${CORPUS:-corpus}
+SEEDS=("${@:-0 1 2}")
+T=$CORPUS/twitter2015
+log() { echo "[study $(date -u +%H:%M:%S)] $*" >&2; }
+
+[ -f $T/sentence/train.spacy ] || $PY -m spacy_mulcot convert twitter "$DATA_DIR/twitter2015" $T
+[ -f $T/folds/folds.json ] || $PY -m spacy_mulcot folds $T/sentence/train.spacy $T/folds --k 2 --seed 0
+V=$CORPUS/vectors/twitter2015-all-MiniLM-L6-v2-64
+[ -d $V/vocab ] || $PY -m spacy_mulcot static-vectors all-MiniLM-L6-v2 $V --dims 64 \
+  --corpus $T/sentence/train.spacy --corpus $T/sentence/dev.spacy
+
+for i in 0 1; do
+  log "fold teacher $i"
+  $PY -m spacy_mulcot experiment mulcot_cpu_fold$i --seeds 0 --corpus-dir $CORPUS
+done
+model_of() {  # the trained model of a results record
+  $PY -c "import json,sys; print(json.load(open(sys.argv[1]))['cache'] + '/training/model-best')" "$1"
+}
+parts=()
+for i in 0 1; do
+  out=$T/transfer/fold-$i-soft.spacy
+  if [ ! -f $out ]; then
+    log "transfer set and soft labels of held-out fold $i"
+    [ -f $T/transfer/fold-$i.spacy ] || $PY -m spacy_mulcot transfer-set $T/folds/fold-$i/heldout.spacy \
+      $T/transfer/fold-$i.spacy --factor 5 --seed $i
+    $PY -m spacy_mulcot soft-targets "$(model_of results/mulcot_cpu_fold$i/seed-0.json)" \
+      $T/transfer/fold-$i.spacy $out --batch-size 32
+  fi
+  parts+=($out)
+done
+[ -f $T/transfer/oof-soft.spacy ] || $PY -m spacy_mulcot concat $T/transfer/oof-soft.spacy "${parts[@]}"
+
+for seed in ${SEEDS[@]}; do
+  for recipe in student_distill student_control; do
+    log "$recipe seed $seed"
+    $PY -m spacy_mulcot experiment $recipe --seeds $seed --corpus-dir $CORPUS
+  done
+done
+log "done"
