@@ -1,5 +1,5 @@
 """Chain generation speed of the default generator (SmolLM2-135M-Instruct) inside
-``ReasoningGenerator.generate_all`` (what ``mulcot`` calls for a batch's chains):
+``ReasoningGenerator.write_chains`` (what ``mulcot`` calls for a batch's chains):
 decoders, batch sizes and dtypes side by side in one run, ratios against the first.
 
 A setting is ``DECODER:BATCH`` — ``generate`` (transformers' ``generate`` on
@@ -31,6 +31,7 @@ import typer
 from _report import emit
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from spacy_mulcot.generation import GenerationSettings
 from spacy_mulcot.hub import resolve_model_path
 from spacy_mulcot.readers import read_docbin
 from spacy_mulcot.reasoning import ReasoningGenerator, build_prompt
@@ -80,17 +81,12 @@ def main(
     own = gen.decoder_for
 
     def run_setting(copy, dtype, decoder, batch):
-        # `base`: generate_all's own path with the other FastDecoder in place of this one.
+        # `base`: write_chains' own path with the other FastDecoder in place of this one.
         gen.decoder_for = (lambda lm: bases[dtype]) if decoder == "base" else own
-        return gen.generate_all(
-            prompts,
-            prefix,
-            batch_size=batch,
-            lm=copy,
-            decoder="generate" if decoder == "generate" else "auto",
-            max_new_tokens=new_tokens,
-            min_new_tokens=None if stop_at_eos else new_tokens,
+        settings = GenerationSettings(
+            chain_batch_size=batch, decoder="generate" if decoder == "generate" else "auto", max_new_tokens=new_tokens
         )
+        return gen.write_chains(prompts, prefix, settings, lm=copy, min_new_tokens=None if stop_at_eos else new_tokens)
 
     def count(chains):
         return sum(len(tokenizer(c, add_special_tokens=False)["input_ids"]) + 1 for c in chains)  # + the stop

@@ -41,6 +41,7 @@ def main(
 
     from spacy_mulcot.compute import cpu_label, describe_cpu, resolve_dtype
     from spacy_mulcot.doc_model import ASPECTS_KEY
+    from spacy_mulcot.generation import GenerationSettings
     from spacy_mulcot.readers import read_docbin
     from spacy_mulcot.reasoning import build_prompt, reasoning_generator_v1
 
@@ -82,14 +83,8 @@ def main(
                 prefix = torch.randn(gen_prompts, 5, prefix_width)
                 lm = gen.lm_for_inference(name)
                 start = time.perf_counter()
-                gen.generate_all(
-                    prompts[:gen_prompts],
-                    prefix,
-                    batch_size=gen_prompts,
-                    lm=lm,
-                    max_new_tokens=new_tokens,
-                    min_new_tokens=new_tokens,
-                )
+                settings = GenerationSettings(chain_batch_size=gen_prompts, max_new_tokens=new_tokens)
+                gen.write_chains(prompts[:gen_prompts], prefix, settings, lm=lm, min_new_tokens=new_tokens)
                 results[name]["gen_s"].append(time.perf_counter() - start)
             typer.echo(f"run {run + 1} {name}: train {results[name]['train_s'][-1]:.1f} s", err=True)
     train_tokens = sum(n_tokens[: batch * steps])

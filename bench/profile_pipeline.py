@@ -24,8 +24,8 @@ import torch
 import typer
 from _report import machine
 
-import spacy_mulcot.architectures as architectures
 import spacy_mulcot.bio as bio
+import spacy_mulcot.model as architectures
 from spacy_mulcot.atomic import write_json
 from spacy_mulcot.components.mulcot import Mulcot
 from spacy_mulcot.images import ImageRef

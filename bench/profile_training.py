@@ -103,7 +103,7 @@ def install(timers: Timers) -> None:
     from spacy_transformers.layers.hf_shim import HFShim
 
     from spacy_mulcot.components.image import ImageFeaturizer
-    from spacy_mulcot.layers.mulcot_shim import MulcotShim
+    from spacy_mulcot.model.shim import MulcotShim
     from spacy_mulcot.rationale import RationaleEncoder
     from spacy_mulcot.readers.corpus import MulcotCorpus
     from spacy_mulcot.reasoning.generator import ReasoningGenerator

@@ -26,9 +26,9 @@ import typer
 from _report import machine, write_report
 from tqdm import tqdm
 
-from spacy_mulcot.architectures import generator_of
 from spacy_mulcot.chains import parse_chain
 from spacy_mulcot.evaluation.reasoning import label_consistency, reasoning_metrics
+from spacy_mulcot.model import generator_of
 from spacy_mulcot.readers import read_docbin
 from spacy_mulcot.readers.corpus import make_example
 from spacy_mulcot.reasoning import force_prediction
@@ -65,7 +65,7 @@ def main(
 
 
 def _quality(nlp, gold, inputs, max_new_tokens):
-    settings = {"generate_reasoning": True, "reasoning_targets": "aspects", "max_new_tokens": max_new_tokens}
+    settings = {"generate_reasoning": True, "targets": "aspects", "max_new_tokens": max_new_tokens}
     start = time.perf_counter()
     docs = list(
         tqdm(
@@ -132,10 +132,10 @@ def _speed(nlp, pipe, generator, inputs, speed_tokens, runs):
                 for batch in (1, 16):
                     settings = {
                         "generate_reasoning": True,
-                        "reasoning_targets": "aspects",
+                        "targets": "aspects",
                         "max_new_tokens": speed_tokens,
-                        "generation_dtype": dtype or "float32",
-                        "generation_batch_size": batch,
+                        "dtype": dtype or "float32",
+                        "chain_batch_size": batch,
                     }
                     start = time.perf_counter()
                     list(pipe.pipe([d.copy() for d in pre], batch_size=len(pre), **settings))

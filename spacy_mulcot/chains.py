@@ -20,7 +20,7 @@ SECTIONS = ("Text_analysis", "Image_analysis", "Conflict_resolution", "Final_con
 _SECTION_ALT = "|".join(s.replace("_", "[_ ]") for s in SECTIONS)
 # A section header: optional Markdown hashes/bold, optional quotes, the name,
 # optional closing quote/bold, then a colon or the end of a heading line.
-_HEADER = re.compile(r"(?im)^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?[\"']?(" + _SECTION_ALT + r")[\"']?(?:\*\*)?[ \t]*(?::|$)")
+HEADER = re.compile(r"(?im)^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?[\"']?(" + _SECTION_ALT + r")[\"']?(?:\*\*)?[ \t]*(?::|$)")
 # Mid-line (a one-line chain): a quoted key anywhere, or a key written with its
 # underscore (or "Prediction") after a separator; always followed by a colon.
 _INLINE = re.compile(
@@ -81,7 +81,7 @@ def parse_chain(text: str) -> ParsedChain:
 
 def _header_sections(text: str) -> Dict[str, str]:
     """Sections by their headers: at a line's start, or mid-line as a key."""
-    found = [(m.start(), m.end(), m.group(1)) for m in _HEADER.finditer(text)]
+    found = [(m.start(), m.end(), m.group(1)) for m in HEADER.finditer(text)]
     taken = [(a, b) for a, b, _ in found]
     for m in _INLINE.finditer(text):
         if not any(a <= m.start() < b or m.start() <= a < m.end() for a, b in taken):

@@ -7,9 +7,11 @@ a changed signature gets a new version and the old one stays.
 
 from spacy.util import registry
 
-from .architectures import joint_sentiment_model_v1
 from .encoders import efficientnet_lite0_v1, hf_vision_encoder_v1
-from .hub import transformer_model_v1
+from .generation import REGISTERED_NAME as GENERATION_SETTINGS
+from .generation import GenerationSettings
+from .model import joint_sentiment_model_v1
+from .model.transformer import transformer_model_v1
 from .readers import corpus_v1, jsonl_v1, mvsa_v1, twitter_v1
 from .reasoning import reasoning_generator_v1
 from .scorer import make_mulcot_scorer, omit_unweighted_scores_v1
@@ -29,6 +31,7 @@ MISC = {
     "mulcot.OpenAICompatible.v1": openai_compatible_v1,
     "mulcot.HFLocal.v1": hf_local_v1,
     "mulcot.OmitUnweightedScores.v1": omit_unweighted_scores_v1,
+    GENERATION_SETTINGS: GenerationSettings,
 }
 LOGGERS = {"mulcot.ConsoleLogger.v1": console_logger_v1}
 READERS = {

@@ -27,6 +27,9 @@ def make_image(color=(200, 30, 30), size=(64, 48), fmt="JPEG", exif_orientation=
     return buf.getvalue()
 
 
+#: The header row of a Twitter-2015/2017 .tsv file (TomBERT format).
+TWITTER_HEADER = "index\t#1 Label\t#2 ImageID\t#3 String\t#3 String\n"
+
 TRANSFORMER = {
     "model": {
         "@architectures": "mulcot.TransformerModel.v1",
@@ -65,6 +68,51 @@ def gold_docs(nlp, tmp_path, posts=POSTS):
         doc = make_doc(nlp, text, image=str(path))
         set_aspects(doc, [{"text": a, "label": label} for a, label in aspects])
         docs.append(doc)
+    return docs
+
+
+# ---- with a reasoning generator ------------------------------------------
+
+REASONING_POSTS = [
+    ("Loving the new Tesla , what a car !", [("Tesla", "POS")], (30, 200, 30)),
+    ("Traffic in Boston is a total nightmare today", [("Boston", "NEG")], (200, 30, 30)),
+]
+CHAINS = {
+    "Tesla": '"Text_analysis": "love for the car"\n"Image_analysis": "a green picture"\n"Prediction": positive',
+    "Boston": '"Text_analysis": "angry about traffic"\n"Image_analysis": "a red picture"\n"Prediction": negative',
+}
+POST_CHAIN = '"Final_conclusion": "the post is upbeat"\n"Prediction": positive'
+
+
+def build_reasoning_nlp(lm_path, generator=None, **component):
+    """``build_nlp`` with a generator over the LM at ``lm_path`` (40-token chains)."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config=TRANSFORMER)
+    nlp.add_pipe("mulcot_image")
+    model = {
+        "hidden_width": 64,
+        "attention_heads": 2,
+        "image_dropout": 0.0,
+        "rationale_dropout": 0.0,
+        "generator": {
+            "@architectures": "mulcot.ReasoningGenerator.v1",
+            "name": str(lm_path),
+            "train_dtype": None,
+            **(generator or {}),
+        },
+    }
+    generation = {"max_new_tokens": 40, **component.pop("generation", {})}
+    nlp.add_pipe("mulcot", config={"model": model, "generation": generation, "max_reasoning_items": 0, **component})
+    return nlp
+
+
+def reasoning_gold_docs(nlp, tmp_path):
+    """Two posts whose aspects (and first post) carry teacher chains."""
+    docs = gold_docs(nlp, tmp_path, REASONING_POSTS)
+    for doc in docs:
+        for span in doc.spans["aspects"]:
+            span._.rationale = CHAINS[span.text]
+    docs[0]._.rationale = POST_CHAIN
     return docs
 
 

@@ -59,7 +59,7 @@ def test_a_saved_state_that_would_run_code_is_refused():
     """The generator/fusion state is loaded with torch.load(weights_only=True)."""
     import srsly
 
-    from spacy_mulcot.layers.mulcot_shim import MulcotShim
+    from spacy_mulcot.model.shim import MulcotShim
 
     msg = {"config": {}, "state": pickle.dumps({"w": _RunsCode()}), "generator": None}
     import torch

@@ -32,9 +32,9 @@ def test_explicit_bf16_on_an_emulating_cpu_warns_once_per_setting():
         with pytest.warns(SlowDtypeWarning, match="7-12x slower") as record:
             assert resolve_dtype("bf16", setting="generator train_dtype") == "bfloat16"
             resolve_dtype("bfloat16", setting="generator train_dtype")
-            resolve_dtype("bfloat16", setting="generation_dtype")
+            resolve_dtype("bfloat16", setting="generation.dtype")
         assert len(record) == 2
-        assert "generator train_dtype" in str(record[0].message) and "generation_dtype" in str(record[1].message)
+        assert "generator train_dtype" in str(record[0].message) and "generation.dtype" in str(record[1].message)
     with force_fast_bf16(True), warnings.catch_warnings():
         warnings.simplefilter("error")
         assert resolve_dtype("bfloat16", setting="generator train_dtype") == "bfloat16"
@@ -99,7 +99,7 @@ def test_bad_train_dtype_is_refused_at_build(tiny_lm_path):
 @pytest.mark.parametrize("fast", [True, False])
 def test_image_encoder_and_transformer_follow_the_capability(fast):
     from spacy_mulcot.encoders import efficientnet_lite0_v1
-    from spacy_mulcot.hub import transformer_model_v1
+    from spacy_mulcot.model.transformer import transformer_model_v1
 
     with force_fast_bf16(fast):
         encoder = efficientnet_lite0_v1()
@@ -109,6 +109,10 @@ def test_image_encoder_and_transformer_follow_the_capability(fast):
         model = transformer_model_v1("all-MiniLM-L6-v2", get_spans=configure_strided_spans(128, 96))
         shim = model.layers[0].shims[0]
         assert (getattr(shim, "inference_dtype", None) == torch.bfloat16) is fast
+        # The autocast shim is built as such by the architecture (no class swap on an HFShim).
+        from spacy_mulcot.model.autocast_shim import CpuAutocastHFShim
+
+        assert isinstance(shim, CpuAutocastHFShim) is fast
 
 
 @pytest.mark.parametrize("fast,expected", [(True, torch.bfloat16), (False, torch.float32)])

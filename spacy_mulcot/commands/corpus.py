@@ -209,7 +209,9 @@ def folds(
     for i, held in enumerate(assignment):
         held_set = set(held)
         fold = output_dir / f"fold-{i}"
-        n_train = write_docs([d for j, d in enumerate(docs) if j not in held_set], fold / "train.spacy", f"fold {i} train")
+        n_train = write_docs(
+            [d for j, d in enumerate(docs) if j not in held_set], fold / "train.spacy", f"fold {i} train"
+        )
         n_held = write_docs([docs[j] for j in held], fold / "heldout.spacy", f"fold {i} held out")
         typer.echo(f"{fold}: train.spacy {n_train} docs, heldout.spacy {n_held} docs")
     write_json(output_dir / "folds.json", {"source": str(source), "k": k, "seed": seed, "heldout": assignment})
@@ -233,7 +235,11 @@ def concat(
 
 
 #: The commands this module adds to the app, by name.
-COMMANDS = {"stats": corpus_stats, "split": split, "sample": sample, "static-vectors": static_vectors,
+COMMANDS = {
+    "stats": corpus_stats,
+    "split": split,
+    "sample": sample,
+    "static-vectors": static_vectors,
     "folds": folds,
     "concat": concat,
 }

@@ -132,7 +132,7 @@ def zero_shot(
 ):
     """The zero-shot baseline: a small local LM given the teacher's prompt (stage 1, no
     gold), scored like the trained systems (MASC from its chain's Prediction)."""
-    from ..evaluation.systems import zero_shot_system
+    from ..teacher.zero_shot import zero_shot_system
 
     record = zero_shot_system(model, corpus, name=name or None, sample=sample, seed=seed, max_new_tokens=max_new_tokens)
     write_json(output, record)

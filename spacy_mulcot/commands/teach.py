@@ -152,7 +152,7 @@ def export_generator(
     """Save the trained generator's LM as a HF model folder, so a student's
     ``mulcot.ReasoningGenerator.v1`` can start from it (``name = OUTPUT_DIR``,
     optionally ``n_layers`` to keep fewer layers)."""
-    from ..architectures import generator_of
+    from ..model import generator_of
     from ..reasoning.lm import merged
 
     nlp = spacy.load(pipeline)

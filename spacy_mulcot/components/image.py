@@ -19,6 +19,7 @@ from spacy.util import minibatch
 from .. import workers
 from ..doc_model import preview, register_extensions
 from ..encoders import ImageEncoder
+from ..errors import check_on_error
 from ..images import DEFAULT_MAX_PIXELS, ImageError
 
 #: What a worker thread hands back per doc: content key, the image decoded and through
@@ -26,8 +27,6 @@ from ..images import DEFAULT_MAX_PIXELS, ImageError
 _Fetched = Tuple[Optional[str], Optional[Any], Optional[ImageError]]
 
 logger = logging.getLogger("spacy_mulcot")
-
-ON_ERROR = ("raise", "skip")
 
 DEFAULT_ENCODER = {"@architectures": "mulcot.EfficientNetLite0.v1", "image_size": 224}
 
@@ -89,8 +88,7 @@ class ImageFeaturizer(Pipe):
         cache_size: int = 4096,
         decode_threads: int = 2,
     ):
-        if on_error not in ON_ERROR:
-            raise ValueError(f"mulcot_image: on_error must be one of {ON_ERROR}, got {on_error!r}")
+        check_on_error(on_error, "mulcot_image")
         if not isinstance(encoder, ImageEncoder):
             raise TypeError(
                 f"mulcot_image: encoder must be an ImageEncoder (e.g. mulcot.EfficientNetLite0.v1), "

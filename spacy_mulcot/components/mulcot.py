@@ -10,48 +10,30 @@ model, each aspect (and the post) also gets a chain of thought in ``span._.reaso
 
 import random
 import warnings
-from dataclasses import dataclass
 from itertools import islice
-from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
-from spacy.tokens import Doc, Span, SpanGroup
+from spacy.tokens import Doc
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.util import minibatch
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from .. import bio, workers
-from ..architectures import extract_and_classify, generate_reasoning, generator_of, net_shim
-from ..data_classes import JointScores, ModelInput, ReasoningItem
+from ..data_classes import JointScores, ModelInput
 from ..doc_model import ASPECTS_KEY
 from ..errors import NoGeneratorError
+from ..generation import LEGACY_NAMES, GenerationSettings
 from ..labels import POLARITIES
-from ..losses import Distillation, cross_entropy, distill_rows, log_softmax, soft_cross_entropy, softmax
-from ..reasoning import force_prediction
-from ..reasoning.generator import DECODERS, PendingGenerator, generator_from_folder
+from ..losses import Distillation, log_softmax, softmax
+from ..model import generator_of, net_shim, predict_joint
+from ..reasoning import PendingGenerator
 from ..scorer import DEFAULT_SCORE_WEIGHTS, score_mulcot
-
-REASONING_TARGETS = ("aspects", "post", "both")
-#: Settings that come from the pipeline config, not from the trained state: a
-#: ``spacy.load(path, config={...})`` override must win over the saved ``cfg`` file.
-_CONFIG_SETTINGS = (
-    "generate_reasoning",
-    "reasoning_targets",
-    "max_new_tokens",
-    "generation_batch_size",
-    "generation_dtype",
-    "generation_decoder",
-    "generation_temperature",
-    "guarantee_label",
-)
-
-#: Extension values a span keeps when ``mulcot`` relabels it (spaCy keys span
-#: extension data by offsets *and* label, so they must be copied over).
-_SPAN_EXTENSIONS = ("rationale", "rationale_label", "reasoning", "soft_labels", "chain_topk")
+from .mulcot_loss import chain_items, class_weights, gold_of, joint_loss
+from .mulcot_output import MulcotPrediction, annotate
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -96,16 +78,9 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
         "balance_aspects": 0.0,
         "reasoning_weight": 1.0,
         "max_reasoning_items": 4,
-        "generate_reasoning": True,
-        "reasoning_targets": "both",
-        "max_new_tokens": 320,
-        "generation_batch_size": 64,
-        "generation_dtype": "auto",
-        "generation_decoder": "auto",
-        "generation_temperature": 0.0,
-        "guarantee_label": False,
         "distill_weight": 0.0,
         "distill_temperature": 2.0,
+        "generation": GenerationSettings().to_config(),
         "scorer": {"@scorers": "mulcot.scorer.v1"},
     },
     default_score_weights=DEFAULT_SCORE_WEIGHTS,
@@ -121,16 +96,9 @@ def make_mulcot(
     balance_aspects: float,
     reasoning_weight: float,
     max_reasoning_items: int,
-    generate_reasoning: bool,
-    reasoning_targets: str,
-    max_new_tokens: int,
-    generation_batch_size: int,
-    generation_dtype: Optional[str],
-    generation_decoder: str,
-    generation_temperature: float,
-    guarantee_label: bool,
     distill_weight: float,
     distill_temperature: float,
+    generation: GenerationSettings,
     scorer: Optional[Callable],
 ) -> "Mulcot":
     """Joint multimodal aspect extraction and sentiment (LRSA fusion, MulCoT-RD heads).
@@ -140,35 +108,21 @@ def make_mulcot(
     balance_aspects: weight each aspect polarity by (frequency)^-balance_aspects in
         the aspect loss, frequencies counted at initialize (0: unweighted; 0.5: the
         square root of inverse frequency, which lifts macro-F1 on skewed data).
-
-    The rest matters only when the model has a generator:
-    reasoning_weight: ``w`` in ``L = L_cls + w · L_reasoning``.
+    reasoning_weight: ``w`` in ``L = L_cls + w · L_reasoning`` (with a generator).
     max_reasoning_items: at most this many chains per update (a random subset; 0: all):
         the LM's forward/backward dominates the step time.
-    generate_reasoning: write chains at prediction time (off: the generator is never run;
-        also settable per call: ``nlp.pipe(texts, component_cfg={"mulcot":
-        {"generate_reasoning": True}})``).
-    reasoning_targets: "aspects", "post" or "both".
-    max_new_tokens / generation_batch_size / generation_dtype: greedy decoding limits,
-        chains decoded together, and the LM copy's type ("auto": bf16 where the CPU runs
-        it natively, ~2x faster there, else fp32; "bfloat16" forces it and warns where it
-        is emulated, 4-5x slower; null or "float32": the trained weights as they are).
-    generation_decoder: "auto" decodes Llama/Qwen2 LMs (SmolLM2 included) with the
-        project's continuous-batching decoder (a preallocated KV cache; a finished
-        chain's row takes the next prompt), other LMs with transformers' ``generate``;
-        "generate" always uses ``generate`` (sub-batches of similar prompt length).
-    guarantee_label: rewrite each chain's ``Prediction`` to the classifier's label, so
-        chain and classifier always agree.
     distill_weight / distill_temperature: λ and T of MulCoT-RD's distillation loss,
         ``(1 − λ)·CE(hard) + λ·T²·KL(assistant_T ‖ student_T)``, for aspects with stored
         ``span._.soft_labels`` and chains with ``span._.chain_topk`` (made by
         ``python -m spacy_mulcot soft-targets``); 0: hard labels only.
+    generation: how chains are written at prediction time (the ``[components.mulcot.
+        generation]`` block, :class:`~spacy_mulcot.generation.GenerationSettings`);
+        each field can be overridden per call: ``nlp.pipe(texts, component_cfg=
+        {"mulcot": {"generate_reasoning": True, "max_new_tokens": 96}})``.
     """
     Distillation(distill_weight, distill_temperature)  # refuses λ outside [0, 1], T <= 0
-    if reasoning_targets not in REASONING_TARGETS:
-        raise ValueError(f"reasoning_targets must be one of {REASONING_TARGETS}, got {reasoning_targets!r}")
-    if generation_decoder not in DECODERS:
-        raise ValueError(f"generation_decoder must be one of {DECODERS}, got {generation_decoder!r}")
+    if not isinstance(generation, GenerationSettings):
+        raise TypeError(f'generation must be a "mulcot.GenerationSettings.v1" block, got {generation!r}')
     return Mulcot(
         nlp.vocab,
         model,
@@ -180,35 +134,19 @@ def make_mulcot(
         balance_aspects=balance_aspects,
         reasoning_weight=reasoning_weight,
         max_reasoning_items=max_reasoning_items,
-        generate_reasoning=generate_reasoning,
-        reasoning_targets=reasoning_targets,
-        max_new_tokens=max_new_tokens,
-        generation_batch_size=generation_batch_size,
-        generation_dtype=generation_dtype,
-        generation_decoder=generation_decoder,
-        generation_temperature=generation_temperature,
-        guarantee_label=guarantee_label,
         distill_weight=distill_weight,
         distill_temperature=distill_temperature,
+        generation=generation,
         scorer=scorer,
     )
 
 
-@dataclass
-class MulcotPrediction:
-    """What ``predict`` found for a batch."""
-
-    spans: List[List[Tuple[int, int]]]
-    given: List[bool]
-    span_probs: List[numpy.ndarray]  # per doc: n_spans × 3
-    doc_probs: numpy.ndarray  # B × 3
-    span_chains: Optional[List[List[Optional[str]]]] = None  # per doc, per span
-    doc_chains: Optional[List[Optional[str]]] = None
-
-
 class Mulcot(TrainablePipe):
     """Joint aspect extraction, aspect sentiment and post sentiment from text, image
-    and (optionally) rationale."""
+    and (optionally) rationale.
+
+    ``cfg`` holds what training fixed (loss weights, labels, class weights), saved with
+    the pipeline; ``generation`` holds how chains are written, from the config."""
 
     def __init__(
         self,
@@ -223,16 +161,9 @@ class Mulcot(TrainablePipe):
         balance_aspects: float = 0.0,
         reasoning_weight: float = 1.0,
         max_reasoning_items: int = 4,
-        generate_reasoning: bool = True,
-        reasoning_targets: str = "both",
-        max_new_tokens: int = 320,
-        generation_batch_size: int = 64,
-        generation_dtype: Optional[str] = "auto",
-        generation_decoder: str = "auto",
-        generation_temperature: float = 0.0,
-        guarantee_label: bool = False,
         distill_weight: float = 0.0,
         distill_temperature: float = 2.0,
+        generation: GenerationSettings = GenerationSettings(),
         scorer: Optional[Callable] = score_mulcot,
     ):
         workers.install()  # nlp.pipe(n_process=N): each worker gets its own torch threads
@@ -240,6 +171,7 @@ class Mulcot(TrainablePipe):
         self.model = model
         self.name = name
         self.scorer = scorer
+        self.generation = generation
         self.cfg = {
             "spans_key": spans_key,
             "tag_weight": tag_weight,
@@ -250,14 +182,6 @@ class Mulcot(TrainablePipe):
             "labels": list(POLARITIES),
             "reasoning_weight": reasoning_weight,
             "max_reasoning_items": max_reasoning_items,
-            "generate_reasoning": generate_reasoning,
-            "reasoning_targets": reasoning_targets,
-            "max_new_tokens": max_new_tokens,
-            "generation_batch_size": generation_batch_size,
-            "generation_dtype": generation_dtype,
-            "generation_decoder": generation_decoder,
-            "generation_temperature": generation_temperature,
-            "guarantee_label": guarantee_label,
             "distill_weight": distill_weight,
             "distill_temperature": distill_temperature,
         }
@@ -267,28 +191,28 @@ class Mulcot(TrainablePipe):
             net_shim(model).set_distillation(self.distillation)
         self._warned_no_features = False
         self._rng = random.Random(0)
-        self._settings = {key: self.cfg[key] for key in _CONFIG_SETTINGS}
 
     # Serialization is TrainablePipe's (cfg, vocab, model): the model's shim carries
     # the generator LM's config and tokenizer in its bytes, so bytes and disk rebuild
-    # the generator alike. Inference settings come from the config on load.
+    # the generator alike. The generation settings come from the config on load.
 
     def from_disk(self, path, *, exclude=tuple()):
-        generator = generator_of(self.model)
-        legacy = Path(path) / "generator"
-        if generator is not None and (legacy / "config.json").exists():
-            # Pipelines saved before the shim carried the LM's config kept it here.
-            net_shim(self.model).set_generator(generator_from_folder(legacy, generator.settings))
         super().from_disk(path, exclude=exclude)
-        self.cfg.update(self._settings)
+        self._drop_old_settings()
         self._require_generator_loaded()
         return self
 
     def from_bytes(self, bytes_data, *, exclude=tuple()):
         super().from_bytes(bytes_data, exclude=exclude)
-        self.cfg.update(self._settings)
+        self._drop_old_settings()
         self._require_generator_loaded()
         return self
+
+    def _drop_old_settings(self) -> None:
+        """A pipeline saved before the generation block kept inference settings in its
+        cfg; the config's ``generation`` block is what counts now."""
+        for key in LEGACY_NAMES:
+            self.cfg.pop(key, None)
 
     def _require_generator_loaded(self) -> None:
         """A generator whose LM could not be found stands in until the saved pipeline's
@@ -305,36 +229,22 @@ class Mulcot(TrainablePipe):
     def __call__(self, doc: Doc, **settings) -> Doc:
         return next(iter(self.pipe([doc], **settings)))
 
-    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128, **settings):
-        """As TrainablePipe.pipe; ``settings`` (any of ``generate_reasoning``,
-        ``reasoning_targets``, ``max_new_tokens``, ``generation_batch_size``,
-        ``generation_dtype``, ``generation_decoder``, ``generation_temperature``,
-        ``guarantee_label``) override
-        the config for this call, e.g. ``nlp.pipe(texts, component_cfg={"mulcot":
-        {"generate_reasoning": True}})``."""
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128, **overrides):
+        """As TrainablePipe.pipe; ``overrides`` (any field of the generation settings,
+        see :class:`~spacy_mulcot.generation.GenerationSettings`) apply to this call
+        only, e.g. ``nlp.pipe(texts, component_cfg={"mulcot": {"generate_reasoning":
+        True}})``."""
         error_handler = self.get_error_handler()
         for docs in minibatch(stream, size=batch_size):
             try:
-                self.set_annotations(docs, self.predict(docs, **settings))
+                self.set_annotations(docs, self.predict(docs, **overrides))
                 yield from docs
             except Exception as e:
                 error_handler(self.name, self, docs, e)
 
-    def _settings_for(self, overrides: Dict[str, object]) -> Dict[str, object]:
-        """The inference settings for one call: the config's, with ``overrides``."""
-        unknown = sorted(set(overrides) - set(_CONFIG_SETTINGS))
-        if unknown:
-            raise TypeError(
-                f"[{self.name}] unknown setting(s) {unknown}; per-call settings are {list(_CONFIG_SETTINGS)}"
-            )
-        settings = {key: self.cfg[key] for key in _CONFIG_SETTINGS}
-        settings.update({k: v for k, v in overrides.items() if v is not None})
-        if settings["reasoning_targets"] not in REASONING_TARGETS:
-            raise ValueError(
-                f"reasoning_targets must be one of {REASONING_TARGETS}, got {settings['reasoning_targets']!r}"
-            )
-        if settings["generation_decoder"] not in DECODERS:
-            raise ValueError(f"generation_decoder must be one of {DECODERS}, got {settings['generation_decoder']!r}")
+    def settings_for(self, overrides: Dict[str, object]) -> GenerationSettings:
+        """The generation settings for one call: the config's, with ``overrides``."""
+        settings = self.generation.updated(overrides, owner=self.name)
         if overrides.get("generate_reasoning") and not self.has_generator:
             # Asked for by this call (the config's default is on, and harmless without
             # a generator): chains that can never come are an error, not a null each.
@@ -382,7 +292,7 @@ class Mulcot(TrainablePipe):
         """Aspects (given or extracted), their and the post's polarity distributions and,
         when generating, the chains; ``overrides``: per-call settings (see ``pipe``)."""
         docs = list(docs)
-        settings = self._settings_for(overrides)
+        settings = self.settings_for(overrides)
         n_labels = len(self.labels)
         if not docs:
             return MulcotPrediction([], [], [], numpy.zeros((0, n_labels), dtype="float32"))
@@ -390,136 +300,47 @@ class Mulcot(TrainablePipe):
         if any(len(doc) == 0 for doc in docs):
             # Empty docs carry no evidence: no aspects and uniform post sentiment.
             full = [i for i, doc in enumerate(docs) if len(doc)]
-            part = self.predict([docs[i] for i in full], **overrides) if full else None
-            result = MulcotPrediction(
-                spans=[[] for _ in docs],
-                given=[self.spans_key in doc.spans for doc in docs],
-                span_probs=[numpy.zeros((0, n_labels), dtype="float32") for _ in docs],
-                doc_probs=numpy.full((len(docs), n_labels), 1.0 / n_labels, dtype="float32"),
-            )
-            if part is not None and part.span_chains is not None:
-                result.span_chains = [[] for _ in docs]
-                result.doc_chains = [None] * len(docs)
-            for j, i in enumerate(full):
-                result.spans[i] = part.spans[j]
-                result.span_probs[i] = part.span_probs[j]
-                result.doc_probs[i] = part.doc_probs[j]
-                if result.span_chains is not None:
-                    result.span_chains[i] = part.span_chains[j]
-                    result.doc_chains[i] = part.doc_chains[j]
-            return result
+            result = MulcotPrediction.empty_docs([self.spans_key in doc.spans for doc in docs], n_labels)
+            return result.fill(full, self.predict([docs[i] for i in full], **overrides)) if full else result
         key = self.spans_key
         given = [key in doc.spans for doc in docs]
-        spans = [[(s.start, s.end) for s in doc.spans[key]] if g else [] for doc, g in zip(docs, given)]
-        if all(given):
-            scores: JointScores = self.model.predict(ModelInput(docs, spans))
-        else:
+        spans = [[(s.start, s.end) for s in doc.spans[key]] if g else None for doc, g in zip(docs, given)]
 
-            def decode(i: int, tag_logits: numpy.ndarray):
-                return bio.decode(log_softmax(tag_logits), outside=[t.is_space for t in docs[i]])
+        def decode(i: int, tag_logits: numpy.ndarray):
+            return bio.decode(log_softmax(tag_logits), outside=[t.is_space for t in docs[i]])
 
-            spans, scores = extract_and_classify(
-                self.model, docs, [s if g else None for s, g in zip(spans, given)], decode
-            )
+        made: List[MulcotPrediction] = []
+
+        def request_chains(found, scores: JointScores):
+            # Chains explain the classifier's decisions: asked once it has run.
+            made.append(self._prediction(found, given, scores))
+            return made[0].chain_requests(self.labels, settings.targets)
+
+        writing = settings.generate_reasoning and self.has_generator
+        found, scores, items, chains = predict_joint(
+            self.model, docs, spans, decode, request_chains if writing else None, settings
+        )
+        prediction = made[0] if made else self._prediction(found, given, scores)
+        if writing:
+            prediction.set_chains(items, chains, settings.guarantee_label)
+        return prediction
+
+    def _prediction(self, spans, given: List[bool], scores: JointScores) -> MulcotPrediction:
         span_probs = softmax(self.model.ops.to_numpy(scores.spans))
         per_doc, start = [], 0
         for doc_spans in spans:
             per_doc.append(span_probs[start : start + len(doc_spans)])
             start += len(doc_spans)
         doc_probs = softmax(self.model.ops.to_numpy(scores.docs))
-        prediction = MulcotPrediction(spans=spans, given=given, span_probs=per_doc, doc_probs=doc_probs)
-        if settings["generate_reasoning"] and self.has_generator:
-            self._write_chains(docs, prediction, settings)
-        return prediction
-
-    def _write_chains(self, docs: List[Doc], prediction: MulcotPrediction, settings: Dict[str, object]) -> None:
-        """Generate the chains for the batch's aspects and/or posts (one batched pass),
-        each explaining the classifier's decision for its item."""
-        targets = settings["reasoning_targets"]
-        items: List[ReasoningItem] = []
-        for i, doc_spans in enumerate(prediction.spans):
-            if targets in ("aspects", "both"):
-                items.extend(
-                    ReasoningItem(doc=i, span=j, label=self.labels[int(prediction.span_probs[i][j].argmax())])
-                    for j in range(len(doc_spans))
-                )
-            if targets in ("post", "both"):
-                items.append(ReasoningItem(doc=i, label=self.labels[int(prediction.doc_probs[i].argmax())]))
-        temperature = float(settings["generation_temperature"])
-        chains = generate_reasoning(
-            self.model,
-            ModelInput(docs, prediction.spans, items),
-            batch_size=settings["generation_batch_size"],
-            dtype=settings["generation_dtype"],
-            decoder=settings["generation_decoder"],
-            max_new_tokens=settings["max_new_tokens"],
-            greedy=temperature <= 0.0,
-            temperature=max(temperature, 1e-5),
-        )
-        prediction.span_chains = [[None] * len(s) for s in prediction.spans]
-        prediction.doc_chains = [None] * len(docs)
-        for item, chain in zip(items, chains):
-            if settings["guarantee_label"]:
-                chain = force_prediction(chain, item.label)
-            if item.is_post:
-                prediction.doc_chains[item.doc] = chain
-            else:
-                prediction.span_chains[item.doc][item.span] = chain
+        return MulcotPrediction(spans=spans, given=given, span_probs=per_doc, doc_probs=doc_probs)
 
     def set_annotations(self, docs: Iterable[Doc], predictions: MulcotPrediction) -> None:
-        key = self.spans_key
-        for i, doc in enumerate(docs):
-            old = list(doc.spans[key]) if predictions.given[i] else []
-            group = SpanGroup(doc, name=key, attrs={"source": "given" if predictions.given[i] else "predicted"})
-            for j, (start, end) in enumerate(predictions.spans[i]):
-                probs = predictions.span_probs[i][j]
-                span = Span(doc, start, end, label=self.labels[int(probs.argmax())])
-                if old:
-                    for ext in _SPAN_EXTENSIONS:
-                        value = getattr(old[j]._, ext)
-                        if value is not None:
-                            setattr(span._, ext, value)
-                span._.sentiment_scores = {label: float(p) for label, p in zip(self.labels, probs)}
-                if predictions.span_chains is not None:
-                    span._.reasoning = predictions.span_chains[i][j]
-                group.append(span)
-            doc.spans[key] = group
-            if predictions.doc_chains is not None and predictions.doc_chains[i] is not None:
-                doc._.reasoning = predictions.doc_chains[i]
-            doc.cats.update({label: float(p) for label, p in zip(self.labels, predictions.doc_probs[i])})
+        annotate(list(docs), predictions, self.labels, self.spans_key)
 
     # ---- training ---------------------------------------------------------
 
-    def _gold(self, example: Example) -> Tuple[Optional[List[Tuple[int, int, str]]], Optional[numpy.ndarray]]:
-        """Gold aspects (on the predicted doc's tokens) and the doc target distribution.
-
-        Aspects are None when the reference has no aspect annotation. The doc target is
-        the reference's cats when it has polarity cats, else the mean of its aspects'
-        one-hot polarities (Twitter-2015 has no post labels), else None.
-        """
-        ref = example.reference
-        aspects = None
-        if self.spans_key in ref.spans:
-            aligned = example.get_aligned_spans_y2x(list(ref.spans[self.spans_key]), allow_overlap=True)
-            aspects = []
-            for span in aligned:
-                if span.label_ not in self.labels:
-                    raise ValueError(
-                        f"[{self.name}] Aspect {span.text!r} in {ref.text[:60]!r} has label {span.label_!r}; "
-                        f"expected one of {self.labels}"
-                    )
-                aspects.append((span.start, span.end, span.label_))
-        target = None
-        if all(label in ref.cats for label in self.labels):
-            target = numpy.array([ref.cats[label] for label in self.labels], dtype="float32")
-        elif aspects:
-            target = numpy.zeros((len(self.labels),), dtype="float32")
-            for *_, label in aspects:
-                target[self.labels.index(label)] += 1.0
-        if target is not None:
-            total = target.sum()
-            target = target / total if total > 0 else None
-        return aspects, target
+    def _gold(self, example: Example):
+        return gold_of(example, self.spans_key, self.labels, owner=self.name)
 
     def update(
         self,
@@ -553,36 +374,17 @@ class Mulcot(TrainablePipe):
             losses[key] = losses.get(key, 0.0) + scores.reasoning_loss
         return losses
 
-    def _reference_spans(self, example: Example, aspects) -> List[Optional[Span]]:
-        """The reference span behind each gold aspect (matched by character offsets;
-        None where there is none): where its chain and soft targets live, since spaCy
-        keys span extension data on the reference doc."""
-        ref, pred = example.reference, example.predicted
-        if self.spans_key not in ref.spans:
-            return [None] * len(aspects)
-        by_offsets = {(s.start_char, s.end_char): s for s in ref.spans[self.spans_key]}
-        return [by_offsets.get((pred[start:end].start_char, pred[start:end].end_char)) for start, end, _ in aspects]
-
-    def _chain_items(self, examples: List[Example], golds) -> List[ReasoningItem]:
-        """The reference chains to learn in this batch: each gold aspect's
-        ``span._.rationale`` and the post's ``doc._.rationale`` (a random subset of at
-        most ``max_reasoning_items``)."""
-        targets = self.cfg["reasoning_targets"]
-        items = []
-        for i, (eg, (aspects, target)) in enumerate(zip(examples, golds)):
-            ref = eg.reference
-            if aspects and targets in ("aspects", "both"):
-                for j, span in enumerate(self._reference_spans(eg, aspects)):
-                    if span is not None and span._.rationale:
-                        # Gold: what a label_in_prompt generator explains if the chain names no label.
-                        items.append(ReasoningItem(i, j, span._.rationale, span._.chain_topk, aspects[j][2]))
-            if ref._.rationale and targets in ("post", "both"):
-                gold = self.labels[int(target.argmax())] if target is not None else None
-                items.append(ReasoningItem(i, None, ref._.rationale, ref._.chain_topk, gold))
-        limit = self.cfg["max_reasoning_items"]
-        if limit and len(items) > limit:
-            items = [items[k] for k in sorted(self._rng.sample(range(len(items)), limit))]
-        return items
+    def _chain_items(self, examples: List[Example], golds):
+        """The reference chains to learn in this batch (see ``mulcot_loss.chain_items``)."""
+        return chain_items(
+            examples,
+            golds,
+            self.spans_key,
+            self.labels,
+            targets=self.generation.targets,
+            limit=self.cfg["max_reasoning_items"],
+            rng=self._rng,
+        )
 
     def get_loss(self, examples: Iterable[Example], scores: JointScores) -> Tuple[float, JointScores]:
         """Weighted cross-entropy of tags, aspect polarities (on gold aspects) and post
@@ -591,70 +393,7 @@ class Mulcot(TrainablePipe):
         return self._loss(examples, scores, [self._gold(eg) for eg in examples])
 
     def _loss(self, examples, scores: JointScores, golds) -> Tuple[float, JointScores]:
-        ops = self.model.ops
-        labels = self.labels
-        # Tags: mean over the tokens of docs with aspect annotation.
-        n_tokens = sum(len(eg.predicted) for eg, (aspects, _) in zip(examples, golds) if aspects is not None)
-        d_tags, tag_loss = [], 0.0
-        for eg, (aspects, _), logits in zip(examples, golds, scores.tags):
-            logits = ops.to_numpy(logits)
-            if aspects is None or not len(logits):
-                d_tags.append(ops.alloc2f(*logits.shape))
-                continue
-            target = bio.encode(len(eg.predicted), [(s, e) for s, e, _ in aspects])
-            loss, grad = cross_entropy(logits, target)
-            tag_loss += loss / n_tokens
-            d_tags.append(ops.asarray2f(grad * (self.cfg["tag_weight"] / n_tokens)))
-        # Aspect sentiment: mean over the spans.
-        span_targets = numpy.array(
-            [labels.index(label) for aspects, _ in golds for *_, label in (aspects or [])], dtype="int64"
-        )
-        span_logits = ops.to_numpy(scores.spans)
-        if len(span_targets) != len(span_logits):
-            raise ValueError(f"{len(span_logits)} span scores for {len(span_targets)} gold aspects")
-        span_loss, d_spans = 0.0, numpy.zeros_like(span_logits)
-        if len(span_targets):
-            # Class-weighted mean (plain mean when all weights are 1).
-            weights = numpy.asarray(self.cfg["aspect_class_weights"], dtype="float32")[span_targets]
-            span_loss, d_spans = cross_entropy(span_logits, span_targets, weights)
-            span_loss /= weights.sum()
-            d_spans /= weights.sum()
-            span_loss, d_spans = self._distill_spans(examples, golds, span_logits, span_loss, d_spans)
-            d_spans *= self.cfg["aspect_weight"]
-        # Post sentiment: soft-target cross-entropy over docs that have a target.
-        doc_logits = ops.to_numpy(scores.docs)
-        d_docs = numpy.zeros_like(doc_logits)
-        doc_loss = 0.0
-        rows = [i for i, (_, target) in enumerate(golds) if target is not None]
-        if rows:
-            doc_loss, d_rows = soft_cross_entropy(doc_logits[rows], numpy.stack([golds[i][1] for i in rows]))
-            d_docs[rows] = d_rows * self.cfg["doc_weight"]
-        w = self.cfg["reasoning_weight"]
-        total = (
-            self.cfg["tag_weight"] * tag_loss
-            + self.cfg["aspect_weight"] * span_loss
-            + self.cfg["doc_weight"] * doc_loss
-            + w * scores.reasoning_loss
-        )
-        d_scores = JointScores(tags=d_tags, spans=ops.asarray2f(d_spans), docs=ops.asarray2f(d_docs), d_reasoning=w)
-        return float(total), d_scores
-
-    def _distill_spans(self, examples, golds, span_logits, hard_loss, d_hard):
-        """Mix in KL to the assistant's stored aspect logits (``span._.soft_labels``):
-        ``(1 − λ)·CE + λ·T²·KL``; spans without soft labels keep the hard loss only."""
-        if not self.distillation.active:
-            return hard_loss, d_hard
-        soft = [
-            span._.soft_labels if span is not None else None
-            for eg, (aspects, _) in zip(examples, golds)
-            if aspects
-            for span in self._reference_spans(eg, aspects)
-        ]
-        rows = [k for k, v in enumerate(soft) if v is not None]
-        if not rows:
-            return hard_loss, d_hard
-        teacher = numpy.asarray([soft[k] for k in rows], dtype="float32")
-        return distill_rows(span_logits, rows, teacher, hard_loss, d_hard, self.distillation)
+        return joint_loss(self.model.ops, examples, scores, golds, self.cfg, self.distillation)
 
     def initialize(
         self,
@@ -674,7 +413,9 @@ class Mulcot(TrainablePipe):
                     "start from configs/mulcot_cpu.cfg."
                 )
         if self.cfg["balance_aspects"]:
-            self.cfg["aspect_class_weights"] = self._class_weights(get_examples())
+            self.cfg["aspect_class_weights"] = class_weights(
+                get_examples(), self.spans_key, self.labels, self.cfg["balance_aspects"]
+            )
         sample = list(islice(get_examples(), 10))
         docs = [eg.predicted for eg in sample]
         if nlp is not None:
@@ -686,17 +427,6 @@ class Mulcot(TrainablePipe):
                 if not hasattr(proc, "update") and hasattr(proc, "pipe"):
                     docs = list(proc.pipe(docs))
         self.model.initialize(X=ModelInput(docs, [[] for _ in docs]) if docs else None)
-
-    def _class_weights(self, examples: Iterable[Example]) -> List[float]:
-        """(count_c / mean count)^-balance_aspects over the gold aspects, normalised to mean 1."""
-        counts = numpy.ones((len(self.labels),), dtype="float64")  # add-one: no division by zero
-        for eg in examples:
-            if self.spans_key in eg.reference.spans:
-                for span in eg.reference.spans[self.spans_key]:
-                    if span.label_ in self.labels:
-                        counts[self.labels.index(span.label_)] += 1
-        weights = (counts / counts.mean()) ** -float(self.cfg["balance_aspects"])
-        return [float(w) for w in weights / weights.mean()]
 
     # The input widths learned at initialize live in the model's attrs, which thinc
     # serializes with it.

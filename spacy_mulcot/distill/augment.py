@@ -53,8 +53,8 @@ def augment_chains(
         raise ValueError(f"component {component!r} has no generator: it cannot write chains")
     settings = {
         "generate_reasoning": True,
-        "reasoning_targets": "aspects",
-        "generation_temperature": temperature,
+        "targets": "aspects",
+        "temperature": temperature,
         "max_new_tokens": max_new_tokens,
     }
     todo = [

@@ -7,9 +7,9 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from tqdm import tqdm
 
-from ..architectures import chain_soft_targets, generator_of
 from ..data_classes import ModelInput, ReasoningItem
 from ..doc_model import ASPECTS_KEY
+from ..model import chain_soft_targets, generator_of
 from ..readers.corpus import make_example
 
 

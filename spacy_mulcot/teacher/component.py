@@ -18,6 +18,7 @@ from spacy.util import minibatch
 
 from ..cache import cache_dir
 from ..doc_model import ASPECTS_KEY, preview
+from ..errors import check_on_error
 from ..images import ImageError
 from ..labels import POLARITIES
 from .backends.base import TeacherError
@@ -26,9 +27,8 @@ from .enhancement import RunReport, TeacherItem, TeacherResult, TwoStageTeacher
 from .prompting import LEVELS, TeacherPrompt
 
 USER_DATA_KEY = "mulcot_teacher"
-#: As everywhere in the project (readers, mulcot_image, the CLI): "raise" or "skip".
-#: "warn", this component's old word for "skip", is still accepted.
-ON_ERROR = ("raise", "skip")
+#: on_error: as everywhere in the project (``errors.ON_ERROR``); "warn", this
+#: component's old word for "skip", is still accepted.
 
 
 class TeacherWarning(UserWarning):
@@ -134,8 +134,7 @@ class MulcotTeacher:
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
         on_error = "skip" if on_error == "warn" else on_error
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        check_on_error(on_error)
         self.on_error = on_error
         self.vocab = vocab
         self.name = name

@@ -5,6 +5,7 @@ import numpy
 import pytest
 import spacy
 
+from spacy_mulcot.components.mulcot_loss import class_weights
 from spacy_mulcot.doc_model import set_aspects
 from spacy_mulcot.readers.corpus import make_example
 
@@ -93,6 +94,48 @@ def test_save_load_gives_identical_outputs(trained, tmp_path):
     assert outputs(loaded.pipe(fresh(loaded, gold))) == before
     from_bytes = build_nlp().from_bytes(nlp.to_bytes())
     assert outputs(from_bytes.pipe(fresh(from_bytes, gold))) == before
+
+
+def test_weights_are_saved_as_safetensors_and_old_or_foreign_saves_are_handled(trained):
+    """The shim writes safetensors (no pickle); a save from before (torch.save) still
+    loads; a tensor this model lacks is ignored with a warning; a missing one is refused."""
+    import io
+
+    import srsly
+    import torch
+    from safetensors.torch import load as load_safetensors
+
+    from spacy_mulcot.model import net_shim
+    from spacy_mulcot.model.shim import state_from_safetensors, state_to_safetensors
+
+    nlp, gold, _ = trained
+    before = outputs(nlp.pipe(fresh(nlp, gold)))
+    shim = net_shim(nlp.get_pipe("mulcot").model)
+    msg = srsly.msgpack_loads(shim.to_bytes())
+    assert msg["format"] == "safetensors" and set(load_safetensors(msg["state"])) <= set(shim.net.state_dict())
+
+    def reload(msg):
+        copy = build_nlp().from_bytes(nlp.to_bytes())
+        net_shim(copy.get_pipe("mulcot").model).from_bytes(srsly.msgpack_dumps(msg))
+        return outputs(copy.pipe(fresh(copy, gold)))
+
+    state = {k: v for k, v in shim.net.state_dict().items()}
+    old = io.BytesIO()
+    torch.save(state, old)
+    assert reload({**msg, "format": None, "state": old.getvalue(), "aliases": {}}) == before
+    extra, aliases = state_to_safetensors({**state, "from_the_future.weight": torch.ones(2)})
+    with pytest.warns(UserWarning, match="ignored 1 saved tensors"):
+        assert reload({**msg, "state": extra, "aliases": aliases}) == before
+    first = next(iter(state))
+    lacking, _ = state_to_safetensors({k: v for k, v in state.items() if k != first})
+    with pytest.raises(ValueError, match="lack 1 of this model's tensors"):
+        reload({**msg, "state": lacking, "aliases": {}})
+    # tied tensors are stored once and come back tied in value
+    tied = torch.arange(6.0).reshape(2, 3)
+    data, aliases = state_to_safetensors({"a": tied, "b": tied, "c": tied.clone()})
+    assert aliases == {"b": "a"} and set(load_safetensors(data)) == {"a", "c"}
+    back = state_from_safetensors(data, aliases, "cpu")
+    assert torch.equal(back["b"], tied) and torch.equal(back["c"], tied)
 
 
 def test_evaluate_reports_all_metrics(trained):
@@ -187,11 +230,11 @@ def test_balance_aspects_weights_rare_polarities_up(tmp_path):
     mulcot = nlp.get_pipe("mulcot")
     gold = gold_docs(nlp, tmp_path)  # POSTS: POS 3, NEU 3, NEG 1
     mulcot.cfg["balance_aspects"] = 0.5
-    weights = dict(zip(mulcot.labels, mulcot._class_weights(make_example(d) for d in gold)))
+    nlp.initialize(lambda: [make_example(d) for d in gold])
+    weights = dict(zip(mulcot.labels, mulcot.cfg["aspect_class_weights"]))
     assert weights["NEG"] > weights["POS"] == pytest.approx(weights["NEU"])
     assert sum(weights.values()) / 3 == pytest.approx(1.0)
-    mulcot.cfg["balance_aspects"] = 0.0
-    assert mulcot._class_weights(make_example(d) for d in gold) == pytest.approx([1.0, 1.0, 1.0])
+    assert class_weights([make_example(d) for d in gold], "aspects", mulcot.labels, 0.0) == pytest.approx([1.0] * 3)
 
 
 def test_whitespace_tokens_are_never_aspects(trained):
@@ -199,7 +242,7 @@ def test_whitespace_tokens_are_never_aspects(trained):
     (forced here through its bias) must still give no whitespace aspect."""
     import torch
 
-    from spacy_mulcot.architectures import net_shim
+    from spacy_mulcot.model import net_shim
 
     nlp, _, _ = trained
     tagger = net_shim(nlp.get_pipe("mulcot").model).net.tagger
@@ -229,5 +272,7 @@ def test_bio_decode_keeps_outside_tokens_out():
 
 def test_unknown_per_call_setting_is_refused(trained):
     nlp, gold, _ = trained
-    with pytest.raises(TypeError, match="unknown setting"):
+    with pytest.raises(
+        TypeError, match=r"unknown generation setting\(s\) \[.generate_chains.\]; the settings are .*generate_reasoning"
+    ):
         list(nlp.pipe(fresh(nlp, gold), component_cfg={"mulcot": {"generate_chains": True}}))

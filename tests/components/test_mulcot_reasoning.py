@@ -8,47 +8,9 @@ import spacy
 from spacy_mulcot.chains import parse_chain
 from spacy_mulcot.readers.corpus import make_example
 
-from ..helpers import TRANSFORMER, fresh, train
-from ..helpers import gold_docs as mulcot_gold_docs
-
-POSTS = [
-    ("Loving the new Tesla , what a car !", [("Tesla", "POS")], (30, 200, 30)),
-    ("Traffic in Boston is a total nightmare today", [("Boston", "NEG")], (200, 30, 30)),
-]
-CHAINS = {
-    "Tesla": '"Text_analysis": "love for the car"\n"Image_analysis": "a green picture"\n"Prediction": positive',
-    "Boston": '"Text_analysis": "angry about traffic"\n"Image_analysis": "a red picture"\n"Prediction": negative',
-}
-POST_CHAIN = '"Final_conclusion": "the post is upbeat"\n"Prediction": positive'
-
-
-def build_nlp(lm_path, generator=None, **component):
-    nlp = spacy.blank("en")
-    nlp.add_pipe("transformer", config=TRANSFORMER)
-    nlp.add_pipe("mulcot_image")
-    model = {
-        "hidden_width": 64,
-        "attention_heads": 2,
-        "image_dropout": 0.0,
-        "rationale_dropout": 0.0,
-        "generator": {
-            "@architectures": "mulcot.ReasoningGenerator.v1",
-            "name": str(lm_path),
-            "train_dtype": None,
-            **(generator or {}),
-        },
-    }
-    nlp.add_pipe("mulcot", config={"model": model, "max_new_tokens": 40, "max_reasoning_items": 0, **component})
-    return nlp
-
-
-def gold_docs(nlp, tmp_path):
-    docs = mulcot_gold_docs(nlp, tmp_path, POSTS)
-    for doc in docs:
-        for span in doc.spans["aspects"]:
-            span._.rationale = CHAINS[span.text]
-    docs[0]._.rationale = POST_CHAIN
-    return docs
+from ..helpers import CHAINS, POST_CHAIN, fresh, train
+from ..helpers import build_reasoning_nlp as build_nlp
+from ..helpers import reasoning_gold_docs as gold_docs
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +55,14 @@ def test_chains_for_each_aspect_and_the_post(trained):
 
 def test_generation_off_skips_the_generator(trained, monkeypatch):
     nlp, gold, _, _ = trained
-    from spacy_mulcot.architectures import generator_of
+    from spacy_mulcot.model import generator_of
 
     generator = generator_of(nlp.get_pipe("mulcot").model)
 
     def fail(*args, **kwargs):
         raise AssertionError("the generator ran")
 
-    monkeypatch.setattr(generator, "generate_all", fail)
+    monkeypatch.setattr(generator, "write_chains", fail)
     docs = list(nlp.pipe(fresh(nlp, gold), component_cfg={"mulcot": {"generate_reasoning": False}}))
     assert all(s._.reasoning is None for d in docs for s in d.spans["aspects"])
     assert all(d._.reasoning is None for d in docs)
@@ -112,11 +74,11 @@ def test_generation_off_skips_the_generator(trained, monkeypatch):
 
 def test_guarantee_rewrites_the_prediction_to_the_classifier_label(trained, monkeypatch):
     nlp, gold, _, _ = trained
-    from spacy_mulcot.architectures import generator_of
+    from spacy_mulcot.model import generator_of
 
     generator = generator_of(nlp.get_pipe("mulcot").model)
     # A generator that always disagrees with the classifier (which says POS, NEG).
-    monkeypatch.setattr(generator, "generate_all", lambda prompts, *a, **k: ['"Prediction": neutral'] * len(prompts))
+    monkeypatch.setattr(generator, "write_chains", lambda prompts, *a, **k: ['"Prediction": neutral'] * len(prompts))
     free = list(nlp.pipe(fresh(nlp, gold)))
     assert [parse_chain(s._.reasoning).prediction for d in free for s in d.spans["aspects"]] == ["NEU", "NEU"]
     forced = list(nlp.pipe(fresh(nlp, gold), component_cfg={"mulcot": {"guarantee_label": True}}))
@@ -160,8 +122,10 @@ def test_save_load_reproduces_chains(trained, tmp_path):
     with pytest.raises(RuntimeError, match="could not be loaded"):
         build_nlp(tmp_path / "gone").initialize(lambda: [make_example(d, rationales=False) for d in gold])
     # inference settings come from the config, so a load-time override wins over the saved cfg
-    quiet = spacy.load(tmp_path / "model", config={"components": {"mulcot": {"generate_reasoning": False}}})
-    assert quiet.get_pipe("mulcot").cfg["generate_reasoning"] is False
+    off = {"components": {"mulcot": {"generation": {"generate_reasoning": False}}}}
+    quiet = spacy.load(tmp_path / "model", config=off)
+    assert quiet.get_pipe("mulcot").generation.generate_reasoning is False
+    assert "generate_reasoning" not in quiet.get_pipe("mulcot").cfg  # cfg: trained state only
     assert all(s._.reasoning is None for d in quiet.pipe(fresh(quiet, gold)) for s in d.spans["aspects"])
 
 
@@ -169,7 +133,8 @@ def test_label_in_prompt_names_the_decision_to_explain(trained, monkeypatch):
     """With ``label_in_prompt`` the generator is asked to explain a label: in training
     the chain's own Prediction, at inference the classifier's decision (how the CPU
     reasoning config keeps chain and classifier in agreement without rewriting)."""
-    from spacy_mulcot.architectures import ModelInput, ReasoningItem, generate_reasoning, generator_of
+    from spacy_mulcot.generation import GenerationSettings
+    from spacy_mulcot.model import ModelInput, ReasoningItem, generator_of, write_chains
 
     nlp, gold, _, _ = trained
     pipe = nlp.get_pipe("mulcot")
@@ -191,7 +156,7 @@ def test_label_in_prompt_names_the_decision_to_explain(trained, monkeypatch):
 
     asked = []
     monkeypatch.setattr(
-        generator, "generate_all", lambda prompts, *a, **k: asked.extend(prompts) or ["x"] * len(prompts)
+        generator, "write_chains", lambda prompts, *a, **k: asked.extend(prompts) or ["x"] * len(prompts)
     )
     docs = list(nlp.pipe(fresh(nlp, gold)))
     decisions = [s.label_ for d in docs for s in d.spans["aspects"]] + [max(d.cats, key=d.cats.get) for d in docs]
@@ -201,14 +166,14 @@ def test_label_in_prompt_names_the_decision_to_explain(trained, monkeypatch):
     )
     spans = [[(s.start, s.end) for s in d.spans["aspects"]] for d in docs]
     with pytest.raises(ValueError, match="unknown label 'GOOD'"):
-        generate_reasoning(pipe.model, ModelInput(docs, spans, [ReasoningItem(0, 0, label="GOOD")]))
+        write_chains(pipe.model, ModelInput(docs, spans, [ReasoningItem(0, 0, label="GOOD")]), GenerationSettings())
     with pytest.raises(ValueError, match="reasoning item for span 9 of doc 0"):
         ModelInput(docs, spans, [ReasoningItem(0, 9, label="POS")])
 
 
 def test_bad_settings_are_refused(tiny_lm_path):
-    with pytest.raises(ValueError, match="reasoning_targets"):
-        build_nlp(tiny_lm_path, reasoning_targets="sentences")
+    with pytest.raises(ValueError, match="generation targets must be one of"):
+        build_nlp(tiny_lm_path, generation={"targets": "sentences"})
 
 
 @pytest.mark.parametrize("student,layers,hidden,lam", [(False, 30, 384, 0.0), (True, 10, 128, 0.5)])
@@ -217,7 +182,7 @@ def test_reasoning_config_builds_the_assistant_and_with_the_workflows_overrides_
 ):
     from pathlib import Path
 
-    from spacy_mulcot.architectures import generator_of, net_shim
+    from spacy_mulcot.model import generator_of, net_shim
 
     from ..conftest import workflow_overrides
 
@@ -231,29 +196,29 @@ def test_reasoning_config_builds_the_assistant_and_with_the_workflows_overrides_
     assert len(generator_of(pipe.model).lm.model.layers) == layers
     assert net_shim(pipe.model).net.tagger.in_features == hidden
     assert pipe.cfg["distill_weight"] == lam
-    assert pipe.cfg["generate_reasoning"] is False  # off while training; on per call
+    assert pipe.generation.generate_reasoning is False  # off while training; on per call
 
 
 def test_both_decoders_write_the_trained_chains_and_a_bad_one_is_refused(trained):
     nlp, gold, _, _ = trained
 
     def chains(decoder):
-        cfg = {"mulcot": {"generation_decoder": decoder, "generation_batch_size": 1, "generation_dtype": None}}
+        cfg = {"mulcot": {"decoder": decoder, "chain_batch_size": 1, "dtype": None}}
         docs = list(nlp.pipe(fresh(nlp, gold), component_cfg=cfg))
         return [s._.reasoning for d in docs for s in d.spans["aspects"]] + [d._.reasoning for d in docs]
 
     fast = chains("auto")
     assert fast[:2] == [CHAINS["Tesla"], CHAINS["Boston"]]
     assert fast == chains("generate")
-    with pytest.raises(ValueError, match="generation_decoder must be one of"):
+    with pytest.raises(ValueError, match="generation decoder must be one of"):
         chains("fast")
 
 
 def test_a_saved_pipeline_keeps_the_prompt_it_was_trained_with(trained, tmp_path, monkeypatch):
     """Before: the prompt's words lived only in the code, so editing them silently
     changed every saved pipeline's chains."""
-    import spacy_mulcot.reasoning.generator as generator_module
-    from spacy_mulcot.architectures import generator_of
+    import spacy_mulcot.reasoning.loading as generator_module
+    from spacy_mulcot.model import generator_of
 
     nlp, gold, *_ = trained
     nlp.to_disk(tmp_path / "model")

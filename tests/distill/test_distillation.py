@@ -11,12 +11,13 @@ import spacy
 import torch
 from spacy.tokens import DocBin
 
-from spacy_mulcot.architectures import generator_of, net_shim
 from spacy_mulcot.losses import Distillation
+from spacy_mulcot.model import generator_of, net_shim
 from spacy_mulcot.readers.corpus import make_example
 
-from ..components.test_mulcot_reasoning import CHAINS, build_nlp, gold_docs
-from ..helpers import cli, fresh, read, train
+from ..helpers import CHAINS, cli, fresh, read, train
+from ..helpers import build_reasoning_nlp as build_nlp
+from ..helpers import reasoning_gold_docs as gold_docs
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from spacy_mulcot.cli import app
 from spacy_mulcot.readers import ChainIndex, ReadStats, RowError, read_jsonl, read_mvsa, read_twitter
 from spacy_mulcot.readers.table import read_csv
 
+from ..helpers import TWITTER_HEADER as HEADER
 from ..helpers import make_image
-from .test_readers import HEADER
 
 
 def chain(label: str) -> str:

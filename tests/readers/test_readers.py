@@ -13,9 +13,8 @@ from spacy_mulcot.cli import app
 from spacy_mulcot.readers import ChainIndex, ReadStats, RowError, read_jsonl, read_mvsa, read_twitter
 from spacy_mulcot.readers.corpus import MulcotCorpus
 
+from ..helpers import TWITTER_HEADER as HEADER
 from ..helpers import make_image
-
-HEADER = "index\t#1 Label\t#2 ImageID\t#3 String\t#3 String\n"
 
 
 @pytest.fixture

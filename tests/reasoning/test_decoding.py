@@ -6,6 +6,7 @@ does not decode, and bad settings refused."""
 import pytest
 import torch
 
+from spacy_mulcot.generation import GenerationSettings as S
 from spacy_mulcot.reasoning import ReasoningGenerator, build_prompt
 from spacy_mulcot.reasoning.decoding import FastDecoder, supports
 
@@ -55,12 +56,12 @@ def test_same_chains_as_generate_in_float32(tokenizer, kind):
     assert supports(gen.lm)
     prompts, prefix = prompts_and_prefix(gen)
     # 3 rows for 7 prompts of different lengths: rows are freed and refilled mid-decode.
-    ours = gen.generate_all(prompts, prefix, batch_size=3, max_new_tokens=24)
-    theirs = gen.generate_all(prompts, prefix, batch_size=3, max_new_tokens=24, decoder="generate")
+    ours = gen.write_chains(prompts, prefix, S(chain_batch_size=3, max_new_tokens=24))
+    theirs = gen.write_chains(prompts, prefix, S(chain_batch_size=3, max_new_tokens=24, decoder="generate"))
     assert ours == theirs
     assert len({len(c) for c in ours}) > 1 or all(ours)  # real text, not one repeated empty string
     # Alone or together, a prompt gets the same chain.
-    assert gen.generate_all(prompts[3:4], prefix[3:4], batch_size=1, max_new_tokens=24) == ours[3:4]
+    assert gen.write_chains(prompts[3:4], prefix[3:4], S(chain_batch_size=1, max_new_tokens=24)) == ours[3:4]
 
 
 def test_stops_and_min_new_tokens_as_generate(tokenizer):
@@ -98,9 +99,9 @@ def test_stops_and_min_new_tokens_as_generate(tokenizer):
     # generate's own processors agree (stops given through the LM's config here).
     gen.lm.generation_config.eos_token_id = stops
     with torch.inference_mode():
-        ours = gen.generate_all(prompts, prefix, batch_size=2, max_new_tokens=12, min_new_tokens=6)
-        theirs = gen.generate_all(
-            prompts, prefix, batch_size=2, max_new_tokens=12, min_new_tokens=6, decoder="generate"
+        ours = gen.write_chains(prompts, prefix, S(chain_batch_size=2, max_new_tokens=12), min_new_tokens=6)
+        theirs = gen.write_chains(
+            prompts, prefix, S(chain_batch_size=2, max_new_tokens=12, decoder="generate"), min_new_tokens=6
         )
     assert ours == theirs
 
@@ -144,7 +145,7 @@ def test_bfloat16_copy_decodes_and_a_changed_lm_gets_a_new_decoder(tokenizer):
     gen = tiny(tokenizer)
     prompts, prefix = prompts_and_prefix(gen, 3)
     lm16 = gen.lm_for_inference("bfloat16")
-    chains = gen.generate_all(prompts, prefix, lm=lm16, max_new_tokens=8)
+    chains = gen.write_chains(prompts, prefix, S(max_new_tokens=8), lm=lm16)
     assert len(chains) == 3 and all(isinstance(c, str) for c in chains)
     first = gen.decoder_for(gen.lm)
     assert gen.decoder_for(gen.lm) is first
@@ -157,8 +158,8 @@ def test_other_lms_fall_back_to_generate(tokenizer):
     gen = tiny(tokenizer, "gpt2")
     assert not supports(gen.lm) and gen.decoder_for(gen.lm) is None
     prompts, prefix = prompts_and_prefix(gen, 3)
-    assert gen.generate_all(prompts, prefix, max_new_tokens=6) == gen.generate_all(
-        prompts, prefix, max_new_tokens=6, decoder="generate"
+    assert gen.write_chains(prompts, prefix, S(max_new_tokens=6)) == gen.write_chains(
+        prompts, prefix, S(max_new_tokens=6, decoder="generate")
     )
     with pytest.raises(TypeError, match="Llama or Qwen2"):
         FastDecoder(gen.lm)
@@ -168,7 +169,7 @@ def test_bad_settings_are_refused(tokenizer):
     gen = tiny(tokenizer)
     prompts, prefix = prompts_and_prefix(gen, 2)
     with pytest.raises(ValueError, match="decoder must be one of"):
-        gen.generate_all(prompts, prefix, decoder="fast")
+        gen.write_chains(prompts, prefix, S(decoder="fast"))
     decoder = FastDecoder(gen.lm)
     with pytest.raises(ValueError, match="slots"):
         decoder.decode([torch.zeros(3, 64)], 4, slots=0)

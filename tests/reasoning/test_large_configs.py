@@ -12,13 +12,13 @@ import pytest
 import spacy
 import torch
 
-from spacy_mulcot.architectures import generator_of
+from spacy_mulcot.model import generator_of
 from spacy_mulcot.readers.corpus import make_example
 from spacy_mulcot.reasoning import reasoning_generator_v1
 
-from ..components.test_mulcot_reasoning import gold_docs
 from ..conftest import workflow_overrides
 from ..helpers import cli, fresh, read, train
+from ..helpers import reasoning_gold_docs as gold_docs
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 
@@ -94,7 +94,7 @@ def gpu_config_nlp(name: str, lm: Path, clip: Path, extra: Optional[dict] = None
         "components.mulcot_image.encoder.name": str(clip),
         "components.mulcot_image.encoder.device": "cpu",
         "components.mulcot.model.generator.name": str(lm),
-        "components.mulcot.max_new_tokens": 8,
+        "components.mulcot.generation.max_new_tokens": 8,
         **{f"components.mulcot.{k}": v for k, v in mulcot.items()},
     }
     config = spacy.util.load_config(CONFIGS / f"{name}.cfg", overrides=overrides)

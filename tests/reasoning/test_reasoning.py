@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from spacy_mulcot.generation import GenerationSettings
 from spacy_mulcot.reasoning import ReasoningGenerator, build_prompt, force_prediction
 
 from ..conftest import tiny_llama_settings
@@ -11,6 +12,10 @@ CHAINS = [
     '"Text_analysis": "praise for the car"\n"Prediction": "positive"',
     '"Text_analysis": "complaint about traffic"\n"Prediction": "negative"',
 ]
+
+
+#: transformers' generate, 40 new tokens: the batched path the fast decoder is checked against.
+BY_GENERATE = GenerationSettings(max_new_tokens=40, decoder="generate")
 
 
 def tiny_generator(tokenizer, seed=0):
@@ -44,12 +49,12 @@ def test_tiny_generator_overfits_two_chains_and_reloads(tokenizer, tmp_path):
     assert losses[-1] < 0.05 * losses[0], losses[::10]
     gen.eval()
     with torch.inference_mode():
-        out = gen.generate(prompts, prefix(), max_new_tokens=40)
+        out = gen.write_chains(prompts, prefix(), BY_GENERATE)
     assert out == CHAINS
     # one by one gives the same as batched (left padding handled)
     with torch.inference_mode():
         single = [
-            gen.generate([p], gen.prefix(regions[i : i + 1], torch.tensor([i == 0])), max_new_tokens=40)[0]
+            gen.write_chains([p], gen.prefix(regions[i : i + 1], torch.tensor([i == 0])), BY_GENERATE)[0]
             for i, p in enumerate(prompts)
         ]
     assert single == out
@@ -58,7 +63,7 @@ def test_tiny_generator_overfits_two_chains_and_reloads(tokenizer, tmp_path):
     again.load_state_dict(torch.load(tmp_path / "gen.pt"))
     again.eval()
     with torch.inference_mode():
-        assert again.generate(prompts, again.prefix(regions, torch.tensor([True, False])), max_new_tokens=40) == out
+        assert again.write_chains(prompts, again.prefix(regions, torch.tensor([True, False])), BY_GENERATE) == out
 
 
 def test_force_prediction_makes_the_chain_agree():

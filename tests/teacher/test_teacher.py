@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 import spacy
+from typer.testing import CliRunner
 
+from spacy_mulcot.cli import app
 from spacy_mulcot.doc_model import make_doc, set_aspects
 from spacy_mulcot.teacher import ReplyCache, TeacherError, TeacherItem, TeacherPrompt, TeacherReply, TwoStageTeacher
 from spacy_mulcot.teacher.component import USER_DATA_KEY, MulcotTeacher
 
-from ..helpers import make_image
+from ..helpers import cli, make_image
 
 
 def chain(label: str) -> str:
@@ -254,8 +256,6 @@ def test_hf_local_text_only_model_writes_a_reply(tmp_path):
 
 
 def test_split_cli_holds_out_a_slice(tmp_path):
-    import subprocess
-    import sys
 
     from spacy.tokens import DocBin
 
@@ -266,33 +266,15 @@ def test_split_cli_holds_out_a_slice(tmp_path):
             db.add(nlp.make_doc(f"{name} post {i}"))
         db.to_disk(tmp_path / f"{name}.spacy")
     out = tmp_path / "joint"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "spacy_mulcot",
-            "split",
-            str(tmp_path / "dev.spacy"),
-            str(out),
-            "--add",
-            str(tmp_path / "train.spacy"),
-            "--holdout",
-            "0.3",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == 0, run.stderr
+    cli("split", tmp_path / "dev.spacy", out, "--add", tmp_path / "train.spacy", "--holdout", "0.3")
     train = [d.text for d in DocBin().from_disk(out / "train.spacy").get_docs(nlp.vocab)]
     dev = [d.text for d in DocBin().from_disk(out / "dev.spacy").get_docs(nlp.vocab)]
     assert len(dev) == 3 and len(train) == 12 and not set(dev) & set(train)
     assert sum(t.startswith("train") for t in train) == 5 and all(d.startswith("dev") for d in dev)
-    bad = subprocess.run(
-        [sys.executable, "-m", "spacy_mulcot", "split", str(tmp_path / "dev.spacy"), str(out), "--holdout", "1.5"],
-        capture_output=True,
-        text=True,
+    bad = CliRunner(env={"COLUMNS": "400"}).invoke(
+        app, ["split", str(tmp_path / "dev.spacy"), str(out), "--holdout", "1.5"]
     )
-    assert bad.returncode != 0 and "holdout" in bad.stderr
+    assert bad.exit_code != 0 and "holdout" in bad.output
 
 
 def test_default_cache_follows_mulcot_cache_and_keeps_home_out_of_the_config(tmp_path, monkeypatch):

@@ -9,9 +9,10 @@ nothing outside reaches the wrapped module.
 
 import json
 import tempfile
+import warnings
 from io import BytesIO
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy
 import srsly
@@ -19,6 +20,7 @@ import torch
 from thinc.api import PyTorchShim, get_torch_default_device
 
 from ..data_classes import ClassifierOutput, NetBatch, ReasoningBatch
+from ..generation import GenerationSettings
 
 
 class MulcotShim(PyTorchShim):
@@ -45,14 +47,24 @@ class MulcotShim(PyTorchShim):
 
     # ---- inference ------------------------------------------------------------
 
-    def classify(self, tokens: torch.Tensor, batch: NetBatch, extract=None) -> ClassifierOutput:
-        """Inference: see ``JointSentimentNet.classify`` (``extract``: tags → span rows)."""
+    def infer(
+        self,
+        tokens: torch.Tensor,
+        batch: NetBatch,
+        extract=None,
+        reasoning_for: Optional[Callable[[ClassifierOutput], Optional[ReasoningBatch]]] = None,
+        settings: Optional[GenerationSettings] = None,
+    ) -> Tuple[ClassifierOutput, List[str]]:
+        """Inference in one pass: the classifier's output (``extract``: tags → span rows,
+        see ``JointSentimentNet.classify``) and, when ``reasoning_for(output)`` names
+        items, their chains from the same output (``JointSentimentNet.write_chains``)."""
         self._model.eval()
         with torch.inference_mode():
-            return self._model.classify(tokens, batch, extract=extract)
-
-    def generate(self, tokens: torch.Tensor, batch: NetBatch, reasoning: ReasoningBatch, **kwargs) -> List[str]:
-        return self._model.reason(tokens, batch, reasoning, **kwargs)
+            out = self._model.classify(tokens, batch, extract=extract)
+            reasoning = reasoning_for(out) if reasoning_for is not None else None
+            if reasoning is None or not len(reasoning):
+                return out, []
+            return out, self._model.write_chains(out, batch, reasoning, settings or GenerationSettings())
 
     def chain_topk(
         self, tokens: torch.Tensor, batch: NetBatch, reasoning: Optional[ReasoningBatch], k: int = 8
@@ -63,9 +75,16 @@ class MulcotShim(PyTorchShim):
     # ---- serialization ----------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        filelike = BytesIO()
-        torch.save(self._model.state_dict(), filelike)
-        msg = {"config": self.cfg, "state": filelike.getvalue(), "generator": self._generator_bytes()}
+        """The net's weights as safetensors (tied weights stored once: ``aliases``),
+        the shim config and, with a generator, its LM config and tokenizer files."""
+        state, aliases = state_to_safetensors(self._model.state_dict())
+        msg = {
+            "config": self.cfg,
+            "format": "safetensors",
+            "state": state,
+            "aliases": aliases,
+            "generator": self._generator_bytes(),
+        }
         return srsly.msgpack_dumps(msg)
 
     def from_bytes(self, bytes_data: bytes) -> "MulcotShim":
@@ -77,8 +96,22 @@ class MulcotShim(PyTorchShim):
             # generator name resolves to here (missing, or another LM of that name).
             self.set_generator(_generator_from_files(saved, self.generator.settings))
         device = get_torch_default_device()
-        # weights_only: a saved pipeline is data; a pickle that would run code is refused.
-        self._model.load_state_dict(torch.load(BytesIO(msg["state"]), map_location=device, weights_only=True))
+        if msg.get("format") == "safetensors":
+            state = state_from_safetensors(msg["state"], msg.get("aliases") or {}, device)
+        else:  # saved before safetensors: torch.save, read without unpickling code
+            state = torch.load(BytesIO(msg["state"]), map_location=device, weights_only=True)
+        missing, unexpected = self._model.load_state_dict(state, strict=False)
+        if missing:
+            raise ValueError(
+                f"the saved weights lack {len(missing)} of this model's tensors (e.g. {missing[:3]}): "
+                "the pipeline's config does not match the model that was saved"
+            )
+        if unexpected:
+            warnings.warn(
+                f"ignored {len(unexpected)} saved tensors this model does not have (e.g. {unexpected[:3]}); "
+                "saved by another version of spacy-mulcot?",
+                stacklevel=2,
+            )
         self._model.to(device)
         self._grad_scaler.to_(device)
         return self
@@ -98,7 +131,7 @@ class MulcotShim(PyTorchShim):
 
 
 def _generator_from_files(saved: dict, settings: dict):
-    from ..reasoning.generator import generator_from_folder
+    from ..reasoning.loading import generator_from_folder
 
     with tempfile.TemporaryDirectory() as tmp:
         for name, data in saved["files"].items():
@@ -106,3 +139,31 @@ def _generator_from_files(saved: dict, settings: dict):
                 raise ValueError(f"unexpected file name {name!r} in a saved generator")
             (Path(tmp) / name).write_bytes(data)
         return generator_from_folder(tmp, {**settings, **json.loads(saved["settings"])})
+
+
+def state_to_safetensors(state: Dict[str, torch.Tensor]) -> Tuple[bytes, Dict[str, str]]:
+    """A state dict as safetensors bytes; tensors that share memory (tied embeddings)
+    are stored once and the other names returned as ``{alias: stored name}``."""
+    from safetensors.torch import save
+
+    stored: Dict[tuple, str] = {}
+    tensors: Dict[str, torch.Tensor] = {}
+    aliases: Dict[str, str] = {}
+    for name, tensor in state.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.dtype)
+        if tensor.numel() and key in stored:
+            aliases[name] = stored[key]
+            continue
+        stored[key] = name
+        tensors[name] = tensor.detach().contiguous()
+    return save(tensors), aliases
+
+
+def state_from_safetensors(data: bytes, aliases: Dict[str, str], device) -> Dict[str, torch.Tensor]:
+    """The state dict ``state_to_safetensors`` wrote, aliases restored, on ``device``."""
+    from safetensors.torch import load
+
+    state = {name: tensor.to(device) for name, tensor in load(data).items()}
+    for alias, name in aliases.items():
+        state[alias] = state[name]
+    return state

@@ -11,7 +11,7 @@ first linear layers are lazy, so input widths are learned at ``initialize``.
 
 With a generator, items with chains are learnt: the reasoning loss comes back in
 ``JointScores.reasoning_loss`` and its gradient (``JointScores.d_reasoning``, the weight ``w``) flows into the
-fused representation. :func:`generate_reasoning` writes chains at inference and
+fused representation. :func:`write_chains` writes chains at inference and
 :func:`chain_soft_targets` gives what a student distils.
 """
 
@@ -24,14 +24,15 @@ from thinc.api import ArgsKwargs, Model, concatenate, torch2xp, xp2torch
 from thinc.layers.pytorchwrapper import forward as pytorch_forward
 from thinc.types import Floats2d
 
-from .chains import parse_chain
-from .data_classes import JointScores, ModelInput, NetBatch, ReasoningBatch, ReasoningItem, SpanList, span_offsets
-from .doc_model import ASPECTS_KEY
-from .labels import POLARITIES
-from .layers import JointSentimentNet
-from .layers.mulcot_shim import MulcotShim
-from .rationale import RationaleEncoder
-from .reasoning import ReasoningGenerator, build_prompt
+from ..chains import parse_chain
+from ..data_classes import JointScores, ModelInput, NetBatch, ReasoningBatch, ReasoningItem, SpanList, span_offsets
+from ..doc_model import ASPECTS_KEY
+from ..generation import GenerationSettings
+from ..labels import POLARITIES
+from ..layers import JointSentimentNet
+from ..rationale import RationaleEncoder
+from ..reasoning import ReasoningGenerator, build_prompt
+from .shim import MulcotShim
 
 __all__ = [
     "JointScores",
@@ -40,8 +41,8 @@ __all__ = [
     "joint_sentiment_model_v1",
     "net_shim",
     "generator_of",
-    "generate_reasoning",
-    "extract_and_classify",
+    "write_chains",
+    "predict_joint",
     "chain_soft_targets",
 ]
 
@@ -237,49 +238,31 @@ def _reasoning_batch(model: Model, inputs: ModelInput) -> ReasoningBatch:
     )
 
 
-def generate_reasoning(
+#: Asked once the classifier has run: the chain items for the batch's spans and scores
+#: (each naming the classifier's label), or none.
+ChainRequest = Callable[[List[SpanList], JointScores], List[ReasoningItem]]
+
+
+def predict_joint(
     model: Model,
-    inputs: ModelInput,
-    batch_size: int = 64,
-    dtype: Optional[str] = "auto",
-    max_new_tokens: int = 320,
-    greedy: bool = True,
-    temperature: float = 1.0,
-    decoder: str = "auto",
-) -> List[str]:
-    """One chain per item of ``inputs.items`` (their ``label``: the classifier's
-    decision, named in the prompt when the generator was built with
-    ``label_in_prompt``), written by the model's generator from the prompt (post
-    text, aspect), the image prefix and the classifier's vector for the item.
-    Batched across docs, KV cache, inference mode."""
-    if not inputs.items:
-        return []
-    for item in inputs.items:
-        if item.label is not None and item.label not in POLARITIES:
-            raise ValueError(f"unknown label {item.label!r} for a reasoning item; expected one of {POLARITIES}")
-    shim, tokens, batch, reasoning = _inference_batch(model, inputs)
-    return shim.generate(
-        tokens,
-        batch,
-        reasoning,
-        batch_size=batch_size,
-        dtype=dtype,
-        max_new_tokens=max_new_tokens,
-        greedy=greedy,
-        temperature=temperature,
-        decoder=decoder,
-    )
+    docs: List[Doc],
+    spans: List[Optional[SpanList]],
+    decode: Optional[Callable[[int, numpy.ndarray], SpanList]] = None,
+    request_chains: Optional[ChainRequest] = None,
+    settings: Optional[GenerationSettings] = None,
+) -> Tuple[List[SpanList], JointScores, List[ReasoningItem], List[str]]:
+    """The one inference entrance: aspects, scores and chains in one pass.
 
-
-def extract_and_classify(
-    model: Model, docs: List[Doc], spans: List[Optional[SpanList]], decode: Callable[[int, numpy.ndarray], SpanList]
-) -> Tuple[List[SpanList], JointScores]:
-    """Aspect extraction and classification in one pass: for each doc whose ``spans``
-    entry is None, ``decode(i, tag_logits)`` (n_tokens × 3, numpy) picks its aspects from
-    the tag logits; the span head then reads the same fused states (a second full pass
-    would compute them again)."""
+    For each doc whose ``spans`` entry is None, ``decode(i, tag_logits)`` (n_tokens × 3,
+    numpy) picks its aspects from the tag logits and the span head reads the same fused
+    states. Then ``request_chains(spans, scores)`` names the items to explain, and the
+    generator writes one chain per item from the prompt (post text, aspect), the image
+    prefix and the classifier's vector for the item, which the classifier has already
+    computed: it runs once. Returns (spans, scores, items, chains)."""
     lengths = [len(doc) for doc in docs]
     found: List[SpanList] = [list(s) if s is not None else [] for s in spans]
+    if decode is None and any(s is None for s in spans):
+        raise ValueError("docs without given spans need a decode function")
     shim, tokens, batch, _ = _inference_batch(model, ModelInput(docs, found))
 
     def extract(tag_logits: torch.Tensor) -> torch.Tensor:
@@ -290,14 +273,47 @@ def extract_and_classify(
         rows = [(i, s, e) for i, doc_spans in enumerate(found) for s, e in doc_spans]
         return torch.tensor(rows, dtype=torch.long, device=tag_logits.device).reshape(-1, 3)
 
-    out = shim.classify(tokens, batch, extract=extract)
+    items: List[ReasoningItem] = []
+
+    def reasoning_for(out) -> Optional[ReasoningBatch]:
+        scores = _scores(out, lengths)
+        items.extend(request_chains(found, scores) if request_chains else [])
+        if not items:
+            return None
+        for item in items:
+            if item.label is not None and item.label not in POLARITIES:
+                raise ValueError(f"unknown label {item.label!r} for a reasoning item; expected one of {POLARITIES}")
+        reasoning = _reasoning_batch(model, ModelInput(docs, found, items))
+        reasoning.rows = torch.from_numpy(reasoning.rows).to(out.spans.device)
+        reasoning.docs = torch.from_numpy(reasoning.docs).to(out.spans.device)
+        return reasoning
+
+    out, chains = shim.infer(
+        tokens,
+        batch,
+        extract=extract if any(s is None for s in spans) else None,
+        reasoning_for=reasoning_for if request_chains else None,
+        settings=settings or GenerationSettings(),
+    )
+    return found, _scores(out, lengths), items, chains
+
+
+def _scores(out, lengths: List[int]) -> JointScores:
     tags = out.tags.float().cpu().numpy()
-    scores = JointScores(
+    return JointScores(
         tags=[tags[i, :n] for i, n in enumerate(lengths)],
         spans=out.spans.float().cpu().numpy(),
         docs=out.docs.float().cpu().numpy(),
     )
-    return found, scores
+
+
+def write_chains(model: Model, inputs: ModelInput, settings: GenerationSettings) -> List[str]:
+    """One chain per item of ``inputs.items`` for the given spans (``predict_joint``
+    with the items fixed in advance)."""
+    if not inputs.items:
+        return []
+    _, _, _, chains = predict_joint(model, inputs.docs, inputs.spans, None, lambda *_: inputs.items, settings)
+    return chains
 
 
 def chain_soft_targets(model: Model, inputs: ModelInput, k: int = 8) -> Tuple[numpy.ndarray, List[dict]]:

