@@ -193,7 +193,7 @@ def test_ctrl_c_leaves_the_previous_output_intact(model, tmp_path):
     import sys
     import time
 
-    source = _posts_jsonl(tmp_path / "posts.jsonl", 4000)
+    source = _posts_jsonl(tmp_path / "posts.jsonl", 20000)
     out = tmp_path / "out.jsonl"
     out.write_text("previous results\n")
     env = dict(os.environ, HF_HUB_OFFLINE="1")

@@ -138,7 +138,7 @@ def joint_loss(
         span_loss /= weights.sum()
         d_spans /= weights.sum()
         if distillation.active:
-            span_loss, d_spans = _distill_spans(
+            span_loss, d_spans = distill_spans(
                 examples, golds, spans_key, span_logits, span_loss, d_spans, distillation
             )
         d_spans *= cfg["aspect_weight"]
@@ -161,7 +161,7 @@ def joint_loss(
     return float(total), d_scores
 
 
-def _distill_spans(examples, golds, spans_key, span_logits, hard_loss, d_hard, distillation: Distillation):
+def distill_spans(examples, golds, spans_key, span_logits, hard_loss, d_hard, distillation: Distillation):
     """Mix in KL to the assistant's stored aspect logits (``span._.soft_labels``):
     ``(1 − λ)·CE + λ·T²·KL``; spans without soft labels keep the hard loss only."""
     soft = [

@@ -133,7 +133,11 @@ class MulcotTeacher:
     ):
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
-        on_error = "skip" if on_error == "warn" else on_error
+        if on_error == "warn":
+            warnings.warn(
+                f'[{name}] on_error = "warn" is the old word for "skip"; write "skip"', DeprecationWarning, stacklevel=2
+            )
+            on_error = "skip"
         check_on_error(on_error)
         self.on_error = on_error
         self.vocab = vocab

@@ -11,6 +11,7 @@ import spacy
 import torch
 from spacy.tokens import DocBin
 
+from spacy_mulcot.components.mulcot_loss import distill_spans
 from spacy_mulcot.losses import Distillation
 from spacy_mulcot.model import generator_of, net_shim
 from spacy_mulcot.readers.corpus import make_example
@@ -99,13 +100,13 @@ def test_distilled_student_trains_with_the_mixed_loss(assistant, tiny_lm_path, t
     golds = [pipe._gold(eg) for eg in examples]
     logits = numpy.random.RandomState(0).randn(2, 3).astype("float32")
     hard = numpy.zeros_like(logits)
-    loss, grad = pipe._distill_spans(examples, golds, logits, 0.0, hard)
+    loss, grad = distill_spans(examples, golds, pipe.spans_key, logits, 0.0, hard, pipe.distillation)
     eps = 1e-3
     for r in range(2):
         for c in range(3):
             bumped = logits.copy()
             bumped[r, c] += eps
-            up, _ = pipe._distill_spans(examples, golds, bumped, 0.0, hard)
+            up, _ = distill_spans(examples, golds, pipe.spans_key, bumped, 0.0, hard, pipe.distillation)
             assert (up - loss) / eps == pytest.approx(grad[r, c], abs=2e-3)
     with pytest.raises(ValueError, match="distill_weight"):
         build_nlp(tiny_lm_path, distill_weight=1.5)

@@ -156,7 +156,9 @@ def test_component_in_a_pipeline_warns_or_raises_when_the_server_is_down(tmp_pat
 def test_missing_image_is_skipped_or_named_by_its_position(serve, tmp_path):
     server = serve(lambda n: (200, "application/json", completion('"Prediction": "positive"')))
     nlp = spacy.blank("en")
-    teacher = MulcotTeacher(nlp.vocab, backend(server.url), cache_path=None, two_stage=False, on_error="warn")
+    with pytest.warns(DeprecationWarning, match='old word for "skip"'):
+        MulcotTeacher(nlp.vocab, backend(server.url), cache_path=None, two_stage=False, on_error="warn")
+    teacher = MulcotTeacher(nlp.vocab, backend(server.url), cache_path=None, two_stage=False, on_error="skip")
     with pytest.warns(TeacherWarning, match="1 of 2 items got no chain.*doc 1 .*gone.jpg"):
         a, b = list(teacher.pipe(posts(nlp, tmp_path, missing_image=True)))
     assert a.spans["aspects"][0]._.rationale is not None and server.requests == 1  # the other doc still ran
