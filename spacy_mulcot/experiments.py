@@ -117,7 +117,32 @@ def code_root(ref: Optional[str]) -> Path:
             text=True,
             check=True,
         )
+    _shadow_metadata(tree, commit)
     return tree
+
+
+def _shadow_metadata(tree: Path, commit: str) -> None:
+    """Give the worktree its own package metadata (``entry_points.txt`` from its
+    ``setup.cfg``). Registries resolve names through entry points *before* what
+    modules register, and ``importlib.metadata`` keeps the first distribution of a name
+    on ``sys.path``: with the worktree first, an entry point that moved between the two
+    commits resolves to the worktree's function, not to this checkout's."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(tree / "setup.cfg", encoding="utf-8")
+    info = tree / f"spacy_mulcot-0+{commit[:12]}.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: spacy-mulcot\nVersion: 0+{commit[:12]}\n", encoding="utf-8"
+    )
+    groups = parser["options.entry_points"] if parser.has_section("options.entry_points") else {}
+    lines = []
+    for group, body in groups.items():
+        lines.append(f"[{group}]")
+        lines += [line.strip() for line in body.strip().splitlines() if line.strip()]
+        lines.append("")
+    (info / "entry_points.txt").write_text("\n".join(lines), encoding="utf-8")
 
 
 #: Runs a module with a code root first on sys.path, ahead of the working directory
@@ -172,7 +197,15 @@ def ensure_corpora(recipe: Recipe, corpus_dir: Path, data_dir: Optional[Path], l
         for split in ("train", "dev", "test"):
             _run(convert + ["mvsa", str(source / f"{split}.json"), str(target / f"{split}.spacy")], ROOT, None)
     else:
-        _run(convert + ["twitter", str(source), str(target)], ROOT, None)
+        if not (target / "sentence" / "dev.spacy").exists():
+            _run(convert + ["twitter", str(source), str(target)], ROOT, None)
+        if any(p.parent == target / "joint" and not p.exists() for p in paths):
+            # The joint split (as project.yml's `split`): 70% of dev, whose posts carry the
+            # teacher chains, joins train; 30% of dev is held out to pick checkpoints.
+            log(f"splitting {target / 'sentence' / 'dev.spacy'} → {target / 'joint'}")
+            split = [sys.executable, "-m", "spacy_mulcot", "split", str(target / "sentence" / "dev.spacy")]
+            split += [str(target / "joint"), "--add", str(target / "sentence" / "train.spacy")]
+            _run(split + ["--holdout", "0.3", "--seed", "0"], ROOT, None)
 
 
 def ensure_vectors(recipe: Recipe, corpus_dir: Path, log=print) -> Optional[Path]:

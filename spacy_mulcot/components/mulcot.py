@@ -211,8 +211,16 @@ class Mulcot(TrainablePipe):
     def _drop_old_settings(self) -> None:
         """A pipeline saved before the generation block kept inference settings in its
         cfg; the config's ``generation`` block is what counts now."""
-        for key in LEGACY_NAMES:
-            self.cfg.pop(key, None)
+        dropped = [key for key in LEGACY_NAMES if self.cfg.pop(key, None) is not None]
+        if dropped:
+            warnings.warn(
+                f"[{self.name}] this pipeline was saved with generation settings in its cfg "
+                f"({', '.join(dropped)}); they are ignored now: the config's "
+                f"[components.{self.name}.generation] block holds them (save the pipeline again "
+                "to drop them for good)",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _require_generator_loaded(self) -> None:
         """A generator whose LM could not be found stands in until the saved pipeline's

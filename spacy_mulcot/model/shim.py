@@ -77,13 +77,18 @@ class MulcotShim(PyTorchShim):
     def to_bytes(self) -> bytes:
         """The net's weights as safetensors (tied weights stored once: ``aliases``),
         the shim config and, with a generator, its LM config and tokenizer files."""
-        state, aliases = state_to_safetensors(self._model.state_dict())
+        generator = self._generator_bytes()
+        state = self._model.state_dict()
+        if generator and generator.get("fingerprint"):  # save_base = false: the base loads by name
+            frozen = self._frozen_base_keys()
+            state = {name: tensor for name, tensor in state.items() if name not in frozen}
+        state, aliases = state_to_safetensors(state)
         msg = {
             "config": self.cfg,
             "format": "safetensors",
             "state": state,
             "aliases": aliases,
-            "generator": self._generator_bytes(),
+            "generator": generator,
         }
         return srsly.msgpack_dumps(msg)
 
@@ -91,7 +96,12 @@ class MulcotShim(PyTorchShim):
         msg = srsly.msgpack_loads(bytes_data)
         self.cfg = msg["config"]
         saved = msg.get("generator")
-        if saved:
+        not_saved: set = set()
+        if saved and saved.get("fingerprint"):
+            # Only the LoRA adapters were saved: the base LM loads by name (or stays).
+            self._set_base_generator(saved)
+            not_saved = self._frozen_base_keys()
+        elif saved:
             # The weights below fit the saved LM config, whatever the pipeline config's
             # generator name resolves to here (missing, or another LM of that name).
             self.set_generator(_generator_from_files(saved, self.generator.settings))
@@ -99,8 +109,16 @@ class MulcotShim(PyTorchShim):
         if msg.get("format") == "safetensors":
             state = state_from_safetensors(msg["state"], msg.get("aliases") or {}, device)
         else:  # saved before safetensors: torch.save, read without unpickling code
+            warnings.warn(
+                "this pipeline's weights were saved by an older spacy-mulcot (torch.save, not "
+                "safetensors); they were converted on load: save the pipeline again (nlp.to_disk) "
+                "to keep the new format",
+                UserWarning,
+                stacklevel=2,
+            )
             state = torch.load(BytesIO(msg["state"]), map_location=device, weights_only=True)
         missing, unexpected = self._model.load_state_dict(state, strict=False)
+        missing = [name for name in missing if name not in not_saved]
         if missing:
             raise ValueError(
                 f"the saved weights lack {len(missing)} of this model's tensors (e.g. {missing[:3]}): "
@@ -117,8 +135,10 @@ class MulcotShim(PyTorchShim):
         return self
 
     def _generator_bytes(self) -> Optional[dict]:
-        """The generator LM's config and tokenizer files (its weights are in the state)."""
+        """The generator LM's config and tokenizer files (its weights are in the state)
+        and, for a generator saved without its base LM, the base weights' fingerprint."""
         from ..reasoning.generator import ReasoningGenerator
+        from ..reasoning.lm import fingerprint
 
         generator = self.generator
         if not isinstance(generator, ReasoningGenerator):
@@ -127,18 +147,50 @@ class MulcotShim(PyTorchShim):
             generator.lm.config.save_pretrained(tmp)
             generator.tokenizer.save_pretrained(tmp)
             files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
-        return {"files": files, "settings": json.dumps(generator.settings)}
+        msg = {"files": files, "settings": json.dumps(generator.settings)}
+        if generator.settings.get("base"):
+            msg["fingerprint"] = fingerprint(generator.lm)
+        return msg
+
+    def _frozen_base_keys(self) -> set:
+        """The state-dict names of the generator LM's frozen weights (tied ones included)."""
+        prefix = next(name for name, module in self._model.named_modules() if module is self.generator)
+        lm = self.generator.lm
+        return {f"{prefix}.lm.{name}" for name, p in lm.named_parameters(remove_duplicate=False) if not p.requires_grad}
+
+    def _set_base_generator(self, saved: dict) -> None:
+        """The generator of a pipeline saved without its base LM: the one this pipeline
+        was built with where it has the same settings and base weights (the LM is not
+        loaded twice), else one built from the saved settings on the base loaded by name."""
+        from ..reasoning.generator import ReasoningGenerator
+        from ..reasoning.lm import fingerprint
+
+        settings = json.loads(saved["settings"])
+        current = self.generator
+        if isinstance(current, ReasoningGenerator):
+            mine = json.loads(json.dumps(current.settings))
+            same = {k: v for k, v in mine.items() if k != "prompt"} == {
+                k: v for k, v in settings.items() if k != "prompt"
+            }
+            if same and fingerprint(current.lm) == saved["fingerprint"]:
+                current.prompt = dict(settings.get("prompt") or current.prompt)  # the saved prompt words
+                current.settings["prompt"] = current.prompt
+                return
+        self.set_generator(_generator_from_files(saved, current.settings, on_base=True))
 
 
-def _generator_from_files(saved: dict, settings: dict):
-    from ..reasoning.loading import generator_from_folder
+def _generator_from_files(saved: dict, settings: dict, on_base: bool = False):
+    from ..reasoning.loading import generator_from_folder, generator_on_base
 
     with tempfile.TemporaryDirectory() as tmp:
         for name, data in saved["files"].items():
             if Path(name).name != name:
                 raise ValueError(f"unexpected file name {name!r} in a saved generator")
             (Path(tmp) / name).write_bytes(data)
-        return generator_from_folder(tmp, {**settings, **json.loads(saved["settings"])})
+        merged = {**settings, **json.loads(saved["settings"])}
+        if on_base:
+            return generator_on_base(tmp, merged, saved["fingerprint"])
+        return generator_from_folder(tmp, merged)
 
 
 def state_to_safetensors(state: Dict[str, torch.Tensor]) -> Tuple[bytes, Dict[str, str]]:

@@ -7,7 +7,7 @@ writes chains; ``loading``: building it by name or from a saved pipeline's copy;
 ``lm`` / ``decoding``: the LM underneath and the continuous-batching decoder."""
 
 from .generator import ReasoningGenerator
-from .loading import PendingGenerator, generator_from_folder, reasoning_generator_v1
+from .loading import PendingGenerator, generator_from_folder, generator_on_base, reasoning_generator_v1
 from .prompt import build_prompt, force_prediction
 
 __all__ = [
@@ -16,5 +16,6 @@ __all__ = [
     "build_prompt",
     "force_prediction",
     "generator_from_folder",
+    "generator_on_base",
     "reasoning_generator_v1",
 ]

