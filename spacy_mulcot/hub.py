@@ -163,6 +163,36 @@ LOCAL_MODELS: Dict[str, Callable[[], str]] = {
 }
 
 
+#: Cheap checks that a packaged default is installed (no conversion, no weights read).
+_INSTALLED: Dict[str, Callable[[], object]] = {
+    "SmolLM2-135M-Instruct": smollm2_gguf_path,
+    "HuggingFaceTB/SmolLM2-135M-Instruct": smollm2_gguf_path,
+    "all-MiniLM-L6-v2": _minilm,
+    "sentence-transformers/all-MiniLM-L6-v2": _minilm,
+    "all-mpnet-base-v2": lambda: [_part_file(name) for name in MPNET_PARTS],
+    "sentence-transformers/all-mpnet-base-v2": lambda: [_part_file(name) for name in MPNET_PARTS],
+}
+
+
+def check_available(name: str) -> None:
+    """An ``OSError`` now when ``name`` surely cannot be loaded here: a packaged default
+    whose package is missing, or a folder that does not exist or holds no
+    ``config.json``. A hub name passes (whether the hub answers is learnt on loading)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"A model name or path is required, got {name!r}")
+    path = Path(name)
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise OSError(f"{name} holds no config.json: not a model folder")
+        return
+    if name in _INSTALLED:
+        _INSTALLED[name]()
+        return
+    looks_like_path = name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1
+    if looks_like_path:
+        raise OSError(f"no folder {name}")
+
+
 def resolve_model_path(name: str) -> str:
     """A local folder for a packaged default, else ``name`` unchanged (a path or a hub name)."""
     if not isinstance(name, str) or not name:

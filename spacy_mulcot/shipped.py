@@ -34,9 +34,9 @@ def model_path(name: str = DEFAULT_MODEL) -> Path:
 
 def load(name: str = DEFAULT_MODEL, **kwargs: Any):
     """``spacy.load`` of a shipped pipeline by name (``kwargs`` go to ``spacy.load``)."""
-    import spacy
+    from .pipelines import load_pipeline
 
-    return spacy.load(model_path(name), **kwargs)
+    return load_pipeline(model_path(name), **kwargs)
 
 
 def resolve_model(model: str) -> str:

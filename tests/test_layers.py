@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).parents[1] / "spacy_mulcot"
 LAYERS = [
     # 0: plain data and helpers
     {"about", "labels", "errors", "generation", "atomic", "cache", "compute", "extras", "data_classes", "bio",
-     "chains", "images", "doc_model", "losses", "workers", "hub"},
+     "chains", "images", "doc_model", "losses", "workers", "hub", "pipelines"},
     # 1: pure torch modules, image encoders, the chain writer
     {"layers", "encoders", "reasoning", "rationale"},
     # 2: the thinc boundary; reading data into docs

@@ -4,9 +4,9 @@ the demo page with its JSON API (serve)."""
 from pathlib import Path
 from typing import List, Optional
 
-import spacy
 import typer
 
+from .. import pipelines
 from ..atomic import write_text
 from ..images import ImageError
 from ..readers import ReadStats, RowError
@@ -190,7 +190,7 @@ def serve(
 
     uvicorn = require("uvicorn", "serve", "the demo server")
 
-    nlp = load_or_exit(lambda: spacy.load(resolve_model(model)), model)
+    nlp = load_or_exit(lambda: pipelines.load_pipeline(resolve_model(model)), model)
     app_ = create_app(
         nlp,
         max_image_bytes=int(max_image_mb * 1_000_000),

@@ -29,7 +29,7 @@ from ..errors import NoGeneratorError
 from ..generation import LEGACY_NAMES, GenerationSettings
 from ..labels import POLARITIES
 from ..losses import Distillation, log_softmax, softmax
-from ..model import generator_of, net_shim, predict_joint
+from ..model import has_generator, net_shim, predict_joint
 from ..reasoning import PendingGenerator
 from ..scorer import DEFAULT_SCORE_WEIGHTS, score_mulcot
 from .mulcot_loss import chain_items, class_weights, gold_of, joint_loss
@@ -226,13 +226,13 @@ class Mulcot(TrainablePipe):
         """A generator whose LM could not be found stands in until the saved pipeline's
         own copy replaces it (load) or training starts (initialize); still there after
         either, the name was wrong: say so now, not at the first chain."""
-        generator = generator_of(self.model)
+        generator = net_shim(self.model).generator if has_generator(self.model) else None
         if isinstance(generator, PendingGenerator):
             generator._fail()
 
     @property
     def has_generator(self) -> bool:
-        return generator_of(self.model) is not None
+        return has_generator(self.model)
 
     def __call__(self, doc: Doc, **settings) -> Doc:
         return next(iter(self.pipe([doc], **settings)))

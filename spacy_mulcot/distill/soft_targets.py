@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from ..data_classes import ModelInput, ReasoningItem
 from ..doc_model import ASPECTS_KEY
-from ..model import chain_soft_targets, generator_of
+from ..model import chain_soft_targets, has_generator
 from ..readers.corpus import make_example
 
 
@@ -25,7 +25,7 @@ def add_soft_targets(
     ``docs`` and ``span._.chain_topk`` / ``doc._.chain_topk`` (its teacher-forced top-k
     next-token logits) on every chain; returns the counts."""
     model = assistant.get_pipe(component).model
-    has_generator = generator_of(model) is not None
+    with_chains = has_generator(model)
     upstream = [name for name in assistant.pipe_names if name != component]
     counts = {"aspects": 0, "chains": 0}
     starts = range(0, len(docs), batch_size)
@@ -35,7 +35,7 @@ def add_soft_targets(
         inputs = list(assistant.pipe(inputs, disable=[component])) if upstream else inputs
         spans = [[(s.start, s.end) for s in d.spans.get(ASPECTS_KEY, [])] for d in inputs]
         items: List[ReasoningItem] = []
-        if has_generator:
+        if with_chains:
             for i, ref in enumerate(gold):
                 for j, span in enumerate(ref.spans.get(ASPECTS_KEY, [])):
                     if span._.rationale:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from .. import pipelines
 from ..atomic import write_json
 from ..readers import ReadStats
 
@@ -159,7 +160,7 @@ def load_pipeline(model: str, on_error: str, code: Optional[str] = None):
     path = Path(model)
     if (path / "config.cfg").exists():
         has_image = "mulcot_image" in spacy.util.load_config(path / "config.cfg")["nlp"]["pipeline"]
-        return spacy.load(model, config=config) if has_image else spacy.load(model)
+        return pipelines.load_pipeline(model, config=config) if has_image else pipelines.load_pipeline(model)
     return spacy.load(model, config=config)
 
 

