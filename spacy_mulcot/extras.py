@@ -1,5 +1,5 @@
 """Optional dependencies, grouped as pip extras so a plain install stays light:
-``teacher`` (openai), ``lora`` (peft), ``report`` (matplotlib), ``serve`` (starlette,
+``teacher`` (openai), ``lora`` (peft, now also a dependency), ``report`` (matplotlib), ``serve`` (starlette,
 uvicorn, python-multipart), ``package`` (build), ``scale`` (ray); ``all`` has every one."""
 
 import importlib

@@ -207,3 +207,42 @@ def test_results_plot_is_mean_and_std_per_system(tmp_path):
     assert Image.open(out).size[0] > 300
     with pytest.raises(FileNotFoundError, match="mvsa-single"):
         plot_records(tmp_path, dataset="mvsa-single")
+
+
+@pytest.mark.parametrize("name", sorted(experiments.load_recipes()))
+def test_every_shipped_recipe_builds_its_config(name):
+    """Each recipe's config with its overrides is a valid config, its pipeline builds
+    (a chain writer saved without its base is deferred: no LM is loaded here)."""
+    from spacy.util import load_config, load_model_from_config
+
+    recipe = experiments.load_recipes()[name]
+    config = load_config(experiments.ROOT / recipe.config, overrides=dict(recipe.overrides), interpolate=False)
+    config["paths"]["vectors"] = None  # made per dataset by the runner
+    nlp = load_model_from_config(config, auto_fill=True, validate=True)
+    assert "mulcot" in nlp.pipe_names
+
+
+def test_a_worktree_of_another_commit_has_its_own_entry_points(tmp_path, monkeypatch):
+    """``--code REF``: the worktree carries its own metadata, first on sys.path, so an
+    entry point that moved between commits resolves to the worktree's module."""
+    import configparser
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("MULCOT_CACHE", str(tmp_path / "cache"))
+    head = subprocess.run(["git", "-C", str(experiments.ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    tree = experiments.code_root("HEAD")
+    (info,) = tree.glob("spacy_mulcot-*.dist-info")
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(tree / "setup.cfg")
+    expected = parser["options.entry_points"]["spacy_architectures"].split()
+    assert all(part in (info / "entry_points.txt").read_text() for part in expected if "=" not in part)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import importlib.metadata as m; "
+        "print(m.distribution('spacy-mulcot')._path)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tree)], capture_output=True, text=True, check=True)
+    assert str(tree) in out.stdout
+    subprocess.run(["git", "-C", str(experiments.ROOT), "worktree", "remove", "--force", str(tree)], check=False)
