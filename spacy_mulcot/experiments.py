@@ -54,6 +54,9 @@ class Recipe:
     overrides: Dict[str, Any] = field(default_factory=dict)
     #: Static vectors to distil and pass as paths.vectors: {"model": encoder, "dims": n}
     vectors: Optional[Dict[str, Any]] = None
+    #: With a generator: posts whose chains are written and scored per split (0: all of
+    #: them, hundreds of chains: hours on 2 cores)
+    reasoning_sample: int = 32
 
     @property
     def vectors_dims(self) -> int:
@@ -300,7 +303,14 @@ def run_seed(
         if not path.exists():
             log(f"[{name} seed {seed}] scoring {split}")
             args = ["benchmark", str(model), str((corpus_dir / getattr(recipe, split)).resolve())]
-            args += ["--name", f"{name}-{seed}", "--reasoning-sample", "0", "--output", str(path)]
+            args += [
+                "--name",
+                f"{name}-{seed}",
+                "--reasoning-sample",
+                str(recipe.reasoning_sample),
+                "--output",
+                str(path),
+            ]
             _run(module_cmd(code, "spacy_mulcot", *args), Path.cwd(), run / f"{split}.log", env)
         scores[split] = _compact(json.loads(path.read_text()))
     record = {

@@ -86,7 +86,7 @@ def test_the_default_model_ships_and_predicts(tmp_path):
 
     assert shipped.DEFAULT_MODEL in shipped.shipped_models()
     card = shipped.model_card()
-    assert card["mulcot"]["test"]["scores"]["mulcot_masc_acc"] > 50 and card["size_mb"] < 40
+    assert card["mulcot"]["test"]["scores"]["mulcot_masc_acc"] > 50 and card["size_mb"] < 50
     assert card["mulcot"]["command"].startswith("python -m spacy train configs/student_fast.cfg")
     nlp = spacy_mulcot_load()
     assert nlp.pipe_names == ["mulcot_image", "mulcot"]  # no transformer inside

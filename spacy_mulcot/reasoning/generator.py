@@ -19,6 +19,7 @@ from ..compute import DTYPE_NAMES, resolve_dtype
 from ..generation import GenerationSettings
 from ..losses import Distillation, chain_loss
 from . import decoding
+from .lm import merged
 from .prompt import PROMPT_V1
 
 
@@ -178,19 +179,24 @@ class ReasoningGenerator(nn.Module):
     def lm_for_inference(self, dtype: Optional[str]) -> nn.Module:
         """The LM itself, or a copy in ``dtype`` ("auto": bf16 where the device runs it
         natively, ~2x faster greedy decoding on an AVX512-BF16 CPU, else the LM as it
-        is; the fp32 weights stay the ones that train)."""
-        if dtype is None:
+        is; the fp32 weights stay the ones that train). A LoRA LM is always a copy with
+        its adapters merged in: a plain transformers model, which the fast decoder
+        runs (a peft wrapper would fall back to ``generate``, several times slower)."""
+        adapted = hasattr(self.lm, "merge_and_unload")
+        if dtype is None and not adapted:
             return self.lm
         device = next(self.lm.parameters()).device
-        dtype = resolve_dtype(dtype, setting="generation.dtype", device=device)
-        if getattr(torch, dtype) == self.lm.dtype:
+        dtype = resolve_dtype(dtype, setting="generation.dtype", device=device) if dtype else _dtype_name(self.lm)
+        if getattr(torch, dtype) == self.lm.dtype and not adapted:
             return self.lm
         # One copy per dtype, made again only when the weights have changed since
         # (training steps bump the parameters' version counters): not one per batch.
         version = _weights_version(self.lm)
         cached = self.__dict__.setdefault("_inference_copies", {}).get(dtype)
         if cached is None or cached[0] != version:
-            cached = (version, copy.deepcopy(self.lm).to(getattr(torch, dtype)).eval())
+            self.__dict__["_inference_copies"].pop(dtype, None)  # the old copy freed before the next is made
+            inference = merged(self.lm) if adapted else copy.deepcopy(self.lm)
+            cached = (version, inference.to(getattr(torch, dtype)).eval())
             self.__dict__["_inference_copies"][dtype] = cached
         return cached[1]
 
@@ -335,3 +341,8 @@ def _until(ids: List[int], stops: Sequence[int]) -> List[int]:
         if token in stops:
             return ids[:k]
     return ids
+
+
+def _dtype_name(module: nn.Module) -> str:
+    """The name of ``module``'s floating-point dtype ("float32", "bfloat16"…)."""
+    return str(next(module.parameters()).dtype).replace("torch.", "")
