@@ -1,5 +1,6 @@
 """The README's Python code blocks, run as written in an empty folder: the shipped
-model, a picture the block makes itself, aspects with polarity and probability."""
+model, a picture the block makes itself, aspects with polarity and probability, and
+a chain."""
 
 import re
 from pathlib import Path
@@ -33,4 +34,8 @@ def test_every_readme_python_block_runs_as_written(tmp_path, monkeypatch, capsys
         assert text == aspect.text and label in POLARITIES
         assert float(prob) == pytest.approx(max(aspect._.sentiment_scores.values()), abs=0.006)
     assert lines[post].split()[1] in POLARITIES
-    assert len(batch_lines) == 2 and all(line.startswith("[") for line in batch_lines)
+    assert all(line.startswith("[") for line in batch_lines[:2])
+    # then the chain the shipped model writes for the first aspect, in the teacher's sections
+    chain = "\n".join(batch_lines[2:])
+    why = namespace["why"].spans["aspects"][0]
+    assert chain.strip() == why._.reasoning.strip() and "Text_analysis" in chain and "Prediction" in chain
