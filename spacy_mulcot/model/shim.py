@@ -34,14 +34,14 @@ class MulcotShim(PyTorchShim):
     def generator(self):
         """The reasoning generator as it stands (a ``ReasoningGenerator``, or a
         ``DeferredGenerator`` / ``PendingGenerator`` standing in for one), or None."""
-        return self._model.generator
+        return getattr(self._model, "generator", None)
 
     def ready_generator(self):
         """The reasoning generator, built now if it was deferred (a pipeline saved
         without its base LM loads it when the first chain is asked for), or None."""
         from ..reasoning.loading import DeferredGenerator
 
-        generator = self._model.generator
+        generator = self.generator
         if isinstance(generator, DeferredGenerator):
             with torch.inference_mode(False):  # weights that can train later, even if asked for at inference
                 generator = generator.materialize().to(get_torch_default_device())
