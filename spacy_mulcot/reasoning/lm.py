@@ -87,7 +87,12 @@ def lm_from_config(folder, dtype: str = "float32", lora: Optional[dict] = None) 
 def add_lora(lm: nn.Module, lora: dict) -> nn.Module:
     """``lm`` with LoRA adapters on ``target_modules`` of the language model (a VLM's
     vision tower is left out), everything else frozen; adapters are kept in float32."""
-    peft = require("peft", "lora", "a LoRA generator (lora = {...})")
+    import warnings
+
+    with warnings.catch_warnings():
+        # peft ≥ 0.18 warns at import that it will drop transformers < 5.6, which this package pins
+        warnings.filterwarnings("ignore", category=FutureWarning, module="peft")
+        peft = require("peft", "lora", "a LoRA generator (lora = {...})")
     LoraConfig, get_peft_model = peft.LoraConfig, peft.get_peft_model
 
     settings = {**LORA_DEFAULTS, **lora}
