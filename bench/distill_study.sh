@@ -2,10 +2,11 @@
 # The distillation study of docs/results.md ("Does distillation pay?"), resumable: every
 # stage skips when its output exists, so a later session reruns this to go on.
 #   bash bench/distill_study.sh [SEEDS...]    (from the project root; default seeds 0 1 2)
-# 1. k = 2 folds of Twitter-2015 train; the reference recipe trained on each fold's
-#    training half (results/mulcot_cpu_fold{0,1}).
-# 2. A transfer set of each held-out half (the posts + 5 variants each), labelled by the
-#    fold model that never saw them (soft-targets); both joined: the out-of-fold set.
+# 1. k = 2 folds of Twitter-2015 train and a transfer set of each held-out half (the posts
+#    + 5 variants each): cheap, so they run first and a broken input shows at once.
+# 2. The reference recipe trained on each fold's training half (results/mulcot_cpu_fold{0,1});
+#    each labels the other half's transfer set (soft-targets); both joined: the
+#    out-of-fold set.
 # 3. The fast student distilled from it and its hard-label control, seeds interleaved.
 # Needs ../shared/data (or DATA_DIR); corpora under CORPUS (default corpus/).
 set -euo pipefail
@@ -23,6 +24,10 @@ V=$CORPUS/vectors/twitter2015-all-MiniLM-L6-v2-64
   --corpus $T/sentence/train.spacy --corpus $T/sentence/dev.spacy
 
 for i in 0 1; do
+  [ -f $T/transfer/fold-$i.spacy ] || { log "transfer set of held-out fold $i";
+    $PY -m spacy_mulcot transfer-set $T/folds/fold-$i/heldout.spacy $T/transfer/fold-$i.spacy --factor 5 --seed $i; }
+done
+for i in 0 1; do
   log "fold teacher $i"
   $PY -m spacy_mulcot experiment mulcot_cpu_fold$i --seeds 0 --corpus-dir $CORPUS
 done
@@ -33,9 +38,7 @@ parts=()
 for i in 0 1; do
   out=$T/transfer/fold-$i-soft.spacy
   if [ ! -f $out ]; then
-    log "transfer set and soft labels of held-out fold $i"
-    [ -f $T/transfer/fold-$i.spacy ] || $PY -m spacy_mulcot transfer-set $T/folds/fold-$i/heldout.spacy \
-      $T/transfer/fold-$i.spacy --factor 5 --seed $i
+    log "soft labels of held-out fold $i"
     $PY -m spacy_mulcot soft-targets "$(model_of results/mulcot_cpu_fold$i/seed-0.json)" \
       $T/transfer/fold-$i.spacy $out --batch-size 32
   fi
