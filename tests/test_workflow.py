@@ -192,6 +192,9 @@ def test_project_all_end_to_end(twitter_dir, tiny_lm_path, tmp_path):
         "vars.augment_attempts": 1,
         "vars.classifier_steps": 2,
         "vars.classifier_eval_frequency": 1,
+        "vars.fold_steps": 2,
+        "vars.student_steps": 3,
+        "vars.student_eval_frequency": 1,
     }
     project_run(project, "all", overrides=overrides)
 
@@ -200,15 +203,26 @@ def test_project_all_end_to_end(twitter_dir, tiny_lm_path, tmp_path):
     assert len(list(read_docbin(corpus / "test.spacy", nlp))) == 5  # the sample
     report = json.loads((corpus / "joint" / "train_augmented.report.json").read_text())
     assert report["aspects"] == 5 and report["generated"] == 5  # train posts had no chains; one attempt each
-    soft = list(read_docbin(corpus / "joint" / "train_soft.spacy", nlp))
+    # The ladder: two fold teachers, each labelling the half it never saw and its variants.
+    augmented = list(read_docbin(corpus / "joint" / "train_augmented.spacy", nlp))
+    heldout = [list(read_docbin(corpus / "folds" / f"fold-{i}" / "heldout.spacy", nlp)) for i in (0, 1)]
+    assert sorted(d.text for part in heldout for d in part) == sorted(d.text for d in augmented)
+    for i in (0, 1):
+        teacher_cfg = spacy.util.load_config(project / "training" / f"fold_teacher_{i}" / "model-best" / "config.cfg")
+        assert teacher_cfg["components"]["mulcot"]["model"]["use_rationale"] is False  # chains state the label
+    soft = list(read_docbin(corpus / "transfer" / "train_soft.spacy", nlp))
+    assert len(soft) == 6 * len(augmented)  # each post and 5 variants
     assert all(s._.soft_labels is not None for d in soft for s in d.spans["aspects"])
     records = json.loads((project / "metrics" / "report" / "report.json").read_text())
-    assert [r["name"] for r in records] == ["zero-shot", "assistant", "student", "student-hard-labels"]
+    assert [r["name"] for r in records] == ["zero-shot", "assistant", "student", "student-control"]
     assistant, student, control = records[1], records[2], records[3]
-    assert student["params"] < assistant["params"]  # one LM layer of two, narrower fusion
+    assert student["params"] < assistant["params"]  # no transformer text encoder, narrower fusion
     assert control["params"] == student["params"]  # the same student, trained on hard labels alone
-    hard_cfg = spacy.util.load_config(project / "training" / "student_hard" / "model-best" / "config.cfg")
-    assert hard_cfg["components"]["mulcot"]["distill_weight"] == 0
+    student_cfg = spacy.util.load_config(project / "training" / "student" / "model-best" / "config.cfg")
+    control_cfg = spacy.util.load_config(project / "training" / "student_control" / "model-best" / "config.cfg")
+    assert student_cfg["components"]["mulcot"]["distill_weight"] == 0.5
+    assert control_cfg["components"]["mulcot"]["distill_weight"] == 0
+    assert student_cfg["components"]["mulcot"]["model"]["generator"]["lora"]["r"] == 8
     for r in records:
         assert r["scores"]["mulcot_masc_acc"] is not None and r["reasoning"]["n_chains"] >= 2
         assert r["reasoning_docs_per_s"] > 0
@@ -228,6 +242,8 @@ def test_project_all_end_to_end(twitter_dir, tiny_lm_path, tmp_path):
     out = student_nlp(post)
     span = out.spans["aspects"][0]
     assert span.label_ in ("POS", "NEU", "NEG") and set(out.cats) == {"POS", "NEU", "NEG"}
+    explained = next(student_nlp.pipe([post], component_cfg={"mulcot": {"generate_reasoning": True}}))
+    assert explained.spans["aspects"][0]._.reasoning  # its chain writer, the base LM loaded by name
     # The reference classifier, trained on the full (here: handwritten) data, and its test record.
     classifier = spacy.load(project / "training" / "mulcot_cpu" / "model-best")
     assert classifier.pipe_names == ["transformer", "mulcot_image", "mulcot"]
