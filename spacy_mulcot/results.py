@@ -83,6 +83,31 @@ def scores_table(
     return "\n".join(lines)
 
 
+def paired_table(results: Dict[str, List[dict]], first: str, second: str, columns: Sequence[tuple] = COLUMNS) -> str:
+    """``first`` minus ``second``, seed by seed (the seeds both have), mean ± std of the
+    differences: what a claim that one recipe beats another rests on, since the two
+    share each seed's initialisation and data order."""
+    for name in (first, second):
+        if name not in results:
+            raise ValueError(f"no results named {name!r} to compare (have: {', '.join(sorted(results))})")
+    by_seed = [{r.get("seed"): r for r in results[name]} for name in (first, second)]
+    seeds = sorted(set(by_seed[0]) & set(by_seed[1]), key=lambda s: (s is None, s))
+    if not seeds:
+        raise ValueError(f"{first!r} and {second!r} share no seed: nothing to pair")
+    header = ["difference", "seeds"] + [c[0] for c in columns]
+    lines = ["| " + " | ".join(header) + " |", "| --- | --- |" + " ---: |" * len(columns)]
+    cells = [f"`{first}` − `{second}`", ", ".join(str(s) for s in seeds)]
+    for _, split, key, scale in columns:
+        diffs = []
+        for seed in seeds:
+            a, b = _score(by_seed[0][seed], split, key), _score(by_seed[1][seed], split, key)
+            if a is not None and b is not None:
+                diffs.append((a - b) * scale)
+        cells.append(mean_std(diffs).replace("-", "−") if diffs else "–")
+    lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def cost_table(results: Dict[str, List[dict]], names: Optional[Sequence[str]] = None) -> str:
     """Training time, docs/s and size per recipe, with the CPU and commits they came from."""
     names = list(names) if names else sorted(results)
@@ -119,9 +144,15 @@ def dataset_of(records: List[dict]) -> str:
     return next((r["dataset"] for r in records if r.get("dataset")), "twitter2015")
 
 
-def render(results_dir: Path, names: Optional[Sequence[str]] = None, dataset: Optional[str] = None) -> str:
+def render(
+    results_dir: Path,
+    names: Optional[Sequence[str]] = None,
+    dataset: Optional[str] = None,
+    compare: Sequence[Tuple[str, str]] = (),
+) -> str:
     """The tables for the results names trained on ``dataset`` (None: every aspect-level
-    dataset, i.e. all but the post-level ones)."""
+    dataset, i.e. all but the post-level ones), and for each ``(a, b)`` of ``compare``
+    the paired differences a − b over their shared seeds."""
     if dataset is not None and dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; results tables exist for {sorted(DATASETS)}")
     post_level = {d for d, (_, columns) in DATASETS.items() if columns is MSC_COLUMNS}
@@ -136,10 +167,13 @@ def render(results_dir: Path, names: Optional[Sequence[str]] = None, dataset: Op
     datasets = sorted({dataset_of(v) for v in results.values()})
     title = "; ".join(DATASETS[d][0] if d in DATASETS else d for d in datasets)
     columns = MSC_COLUMNS if dataset in post_level else COLUMNS
-    return (
+    text = (
         f"{title}, percent, mean ± std over seeds (n = seeds); test scored once per seed on the "
         "best dev checkpoint.\n\n" + scores_table(results, names, columns) + "\n\n" + cost_table(results, names) + "\n"
     )
+    for first, second in compare:
+        text += "\nPaired by seed (points):\n\n" + paired_table(results, first, second, columns) + "\n"
+    return text
 
 
 def plot_records(results_dir: Path, names: Optional[Sequence[str]] = None, dataset: str = "twitter2015") -> List[dict]:

@@ -158,6 +158,38 @@ def test_tables_are_mean_and_std_over_seeds(tmp_path):
         load_results(tmp_path)
 
 
+def test_a_paired_comparison_is_the_mean_of_per_seed_differences(tmp_path):
+    def write(name, seed, masc, mate):
+        path = tmp_path / name / f"seed-{seed}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(_record(name, seed, masc, mate, 60.0)))
+
+    # b is a over seeds 0-2 minus 1, 3, 2 points of MASC; seed 3 of a has no partner
+    for seed, (masc, mate) in enumerate([(70.0, 80.0), (74.0, 82.0), (72.0, 84.0), (99.0, 99.0)]):
+        write("a", seed, masc, mate)
+    for seed, (masc, mate) in enumerate([(69.0, 80.0), (71.0, 83.0), (70.0, 84.0)]):
+        write("b", seed, masc, mate)
+    table = render(tmp_path, compare=[("a", "b")])
+    assert "| `a` − `b` | 0, 1, 2 | 2.0 ± 1.0 | 2.0 ± 1.0 | −0.3 ± 0.6 | 0.0 ± 0.0 |" in table
+    with pytest.raises(ValueError, match="no results named 'c'"):
+        render(tmp_path, compare=[("a", "c")])
+    write("c", 7, 50.0, 50.0)
+    with pytest.raises(ValueError, match="share no seed"):
+        render(tmp_path, compare=[("a", "c")])
+    from typer.testing import CliRunner
+
+    from spacy_mulcot.cli import app
+
+    doc = tmp_path / "notes.md"
+    doc.write_text("<!-- results:ladder -->\n<!-- /results:ladder -->\n")
+    args = ["results", str(tmp_path), "--name", "a", "--name", "b", "--compare", "a:b", "--marker", "ladder"]
+    out = CliRunner().invoke(app, [*args, "--update", str(doc)])
+    assert out.exit_code == 0, out.output
+    assert "`a` − `b`" in doc.read_text() and "`c`" not in doc.read_text()
+    bad = CliRunner().invoke(app, ["results", str(tmp_path), "--compare", "a-b"])
+    assert bad.exit_code != 0 and "A:B" in bad.output
+
+
 def test_results_tables_are_per_dataset(tmp_path):
     import json
 

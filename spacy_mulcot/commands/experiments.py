@@ -61,20 +61,30 @@ def results(
     plot: Optional[Path] = typer.Option(
         None, help="Also draw MASC accuracy (mean ± std) against parameters as a PNG here (aspect-level data)"
     ),
+    marker: Optional[str] = typer.Option(
+        None, help="The <!-- results:MARKER --> block to rewrite (default: the dataset's name)"
+    ),
+    compare: List[str] = typer.Option([], help="A:B — add A − B paired by seed (repeat for more pairs)"),
 ):
     """results/ as markdown tables: mean ± std over seeds (n), test and dev, train time,
     docs/s, parameters, CPU and commits. Nothing in them is typed by hand."""
     from ..experiments import DEFAULT_RESULTS
     from ..results import render, update_block
 
+    pairs = []
+    for pair in compare:
+        first, sep, second = pair.partition(":")
+        if not (sep and first and second):
+            raise typer.BadParameter(f"--compare takes A:B (two results names), got {pair!r}")
+        pairs.append((first, second))
     try:
-        text = render(results_dir or DEFAULT_RESULTS, names or None, dataset=block)
+        text = render(results_dir or DEFAULT_RESULTS, names or None, dataset=block, compare=pairs)
     except (FileNotFoundError, ValueError) as e:
         raise typer.BadParameter(str(e)) from e
     typer.echo(text)
     for path in update:
         try:
-            changed = update_block(path, block, text)
+            changed = update_block(path, marker or block, text)
         except ValueError as e:
             raise typer.BadParameter(str(e)) from e
         typer.echo(f"{path}: {'updated' if changed else 'unchanged'}", err=True)
