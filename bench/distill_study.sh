@@ -2,6 +2,7 @@
 # The distillation study of docs/results.md ("Does distillation pay?"), resumable: every
 # stage skips when its output exists, so a later session reruns this to go on.
 #   bash bench/distill_study.sh [SEEDS...]    (from the project root; default seeds 0 1 2)
+#   RECIPES="student_distill_t4" bash bench/distill_study.sh 0 1 2   (other students, same data)
 # 1. k = 2 folds of Twitter-2015 train and a transfer set of each held-out half (the posts
 #    + 5 variants each): cheap, so they run first and a broken input shows at once.
 # 2. The reference recipe trained on each fold's training half (results/mulcot_cpu_fold{0,1});
@@ -47,7 +48,7 @@ done
 [ -f $T/transfer/oof-soft.spacy ] || $PY -m spacy_mulcot concat $T/transfer/oof-soft.spacy "${parts[@]}"
 
 for seed in ${SEEDS[@]}; do
-  for recipe in student_distill student_control; do
+  for recipe in ${RECIPES:-student_distill student_control}; do
     log "$recipe seed $seed"
     $PY -m spacy_mulcot experiment $recipe --seeds $seed --corpus-dir $CORPUS
   done
