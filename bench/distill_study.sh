@@ -41,11 +41,22 @@ for i in 0 1; do
   if [ ! -f $out ]; then
     log "soft labels of held-out fold $i"
     $PY -m spacy_mulcot soft-targets "$(model_of results/mulcot_cpu_fold$i/seed-0.json)" \
-      $T/transfer/fold-$i.spacy $out --batch-size 32
+      $T/transfer/fold-$i.spacy $out --batch-size 32 --no-tags
   fi
   parts+=($out)
 done
 [ -f $T/transfer/oof-soft.spacy ] || $PY -m spacy_mulcot concat $T/transfer/oof-soft.spacy "${parts[@]}"
+# The same set with the fold teachers' BIO tag logits too (recipe student_distill_tags).
+if [[ " ${RECIPES:-} " == *"_tags "* ]] && [ ! -f $T/transfer/oof-soft-tags.spacy ]; then
+  tagged=()
+  for i in 0 1; do
+    out=$T/transfer/fold-$i-soft-tags.spacy
+    [ -f $out ] || $PY -m spacy_mulcot soft-targets "$(model_of results/mulcot_cpu_fold$i/seed-0.json)" \
+      $T/transfer/fold-$i.spacy $out --batch-size 32 --tags
+    tagged+=($out)
+  done
+  $PY -m spacy_mulcot concat $T/transfer/oof-soft-tags.spacy "${tagged[@]}"
+fi
 
 for seed in ${SEEDS[@]}; do
   for recipe in ${RECIPES:-student_distill student_control}; do

@@ -13,6 +13,7 @@
 | ``span._.rationale_label`` / ``doc._.rationale_label`` | readers / teacher | the label the teacher's chain predicts |
 | ``span._.soft_labels`` / ``doc._.soft_labels`` | ``soft-targets`` CLI | an assistant's class logits (POS, NEU, NEG), for distillation |
 | ``span._.chain_topk`` / ``doc._.chain_topk`` | ``soft-targets`` CLI | an assistant's top-k token logits along the rationale chain |
+| ``doc._.tag_soft_labels`` | ``soft-targets`` CLI | an assistant's BIO tag logits (O, B, I), one row per token, for distillation |
 
 Every value is msgpack-serialisable, so all of it survives
 ``DocBin(store_user_data=True)``.
@@ -56,6 +57,7 @@ def register_extensions() -> None:
         "rationale_label",
         "soft_labels",
         "chain_topk",
+        "tag_soft_labels",
     ):
         if not Doc.has_extension(name):
             Doc.set_extension(name, default=None)

@@ -19,19 +19,22 @@ def soft_targets(
     top_k: int = typer.Option(8, help="Token logits kept per chain position"),
     batch_size: int = typer.Option(8, help="Docs per forward pass"),
     component: str = typer.Option("mulcot", help="The mulcot component's name"),
+    tags: bool = typer.Option(True, help="Also store the BIO tag logits per token (doc._.tag_soft_labels)"),
 ):
-    """Compute the assistant's soft targets once (aspect class logits and the top-k
-    token logits along each chain) and store them with the training docs, so the
-    student trains with ``spacy train`` without the assistant in memory."""
+    """Compute the assistant's soft targets once (aspect class logits, BIO tag logits
+    per token and the top-k token logits along each chain) and store them with the
+    training docs, so the student trains with ``spacy train`` without the assistant in
+    memory."""
     from ..distill.soft_targets import add_soft_targets
 
     nlp = spacy.load(assistant)
     docs = list(read_docbin(source, nlp))
-    counts = add_soft_targets(nlp, docs, component=component, top_k=top_k, batch_size=batch_size)
+    counts = add_soft_targets(nlp, docs, component=component, top_k=top_k, batch_size=batch_size, tags=tags)
     write_docs(docs, output, "write")
     typer.echo(
-        f"{output}: {len(docs)} docs, soft labels for {counts['aspects']} aspects, "
-        f"top-{top_k} token logits for {counts['chains']} chains"
+        f"{output}: {len(docs)} docs, soft labels for {counts['aspects']} aspects"
+        + (f" and {counts['tokens']} tokens' tags" if tags else "")
+        + f", top-{top_k} token logits for {counts['chains']} chains"
     )
 
 

@@ -122,6 +122,8 @@ def joint_loss(
             continue
         target = bio.encode(len(eg.predicted), [(s, e) for s, e, _ in aspects])
         loss, grad = cross_entropy(logits, target)
+        if distillation.active:
+            loss, grad = distill_tags(eg, logits, loss, grad, distillation)
         tag_loss += loss / n_tokens
         d_tags.append(ops.asarray2f(grad * (cfg["tag_weight"] / n_tokens)))
     # Aspect sentiment: class-weighted mean over the spans (plain mean when all weights are 1).
@@ -159,6 +161,21 @@ def joint_loss(
     )
     d_scores = JointScores(tags=d_tags, spans=ops.asarray2f(d_spans), docs=ops.asarray2f(d_docs), d_reasoning=w)
     return float(total), d_scores
+
+
+def distill_tags(example: Example, logits, hard_loss: float, d_hard, distillation: Distillation):
+    """Mix in KL to the assistant's stored BIO tag logits (``doc._.tag_soft_labels`` of
+    the reference, one row per token): ``(1 − λ)·CE + λ·T²·KL`` per token, summed like
+    the hard loss; docs without them (or tokenised differently) keep the hard loss."""
+    soft = example.reference._.tag_soft_labels
+    n = len(logits)
+    if soft is None or not n or len(example.reference) != n:
+        return hard_loss, d_hard
+    teacher = numpy.asarray(soft, dtype="float32")
+    if teacher.shape != logits.shape:
+        return hard_loss, d_hard
+    loss, grad = distill_rows(logits, list(range(n)), teacher, hard_loss / n, d_hard / n, distillation)
+    return loss * n, grad * n
 
 
 def distill_spans(examples, golds, spans_key, span_logits, hard_loss, d_hard, distillation: Distillation):

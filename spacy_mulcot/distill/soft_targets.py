@@ -20,14 +20,16 @@ def add_soft_targets(
     top_k: int = 8,
     batch_size: int = 8,
     progress: bool = True,
+    tags: bool = True,
 ) -> Dict[str, int]:
     """Set ``span._.soft_labels`` (the assistant's aspect logits) on every gold aspect of
-    ``docs`` and ``span._.chain_topk`` / ``doc._.chain_topk`` (its teacher-forced top-k
+    ``docs``, ``doc._.tag_soft_labels`` (its BIO tag logits, one row per token; with
+    ``tags``) and ``span._.chain_topk`` / ``doc._.chain_topk`` (its teacher-forced top-k
     next-token logits) on every chain; returns the counts."""
     model = assistant.get_pipe(component).model
     with_chains = has_generator(model)
     upstream = [name for name in assistant.pipe_names if name != component]
-    counts = {"aspects": 0, "chains": 0}
+    counts = {"aspects": 0, "chains": 0, "tokens": 0}
     starts = range(0, len(docs), batch_size)
     for start in tqdm(starts, desc="soft targets", unit="batch", disable=None if progress else True):
         gold = docs[start : start + batch_size]
@@ -42,8 +44,13 @@ def add_soft_targets(
                         items.append(ReasoningItem(i, j, span._.rationale))
                 if ref._.rationale:
                     items.append(ReasoningItem(i, None, ref._.rationale))
-        logits, topk = chain_soft_targets(model, ModelInput(inputs, spans, items), k=top_k)
+        logits, tag_logits, topk = chain_soft_targets(model, ModelInput(inputs, spans, items), k=top_k)
         row = 0
+        for ref, doc_tags in zip(gold, tag_logits) if tags else ():
+            if len(doc_tags) != len(ref):
+                raise ValueError(f"{len(doc_tags)} tag rows for a doc of {len(ref)} tokens: {ref.text[:60]!r}")
+            ref._.tag_soft_labels = [[round(float(v), 4) for v in token] for token in doc_tags]
+            counts["tokens"] += len(ref)
         for ref in gold:
             for span in ref.spans.get(ASPECTS_KEY, []):
                 span._.soft_labels = [round(float(v), 5) for v in logits[row]]

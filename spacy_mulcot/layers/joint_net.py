@@ -106,8 +106,9 @@ class JointSentimentNet(nn.Module):
             return generator.write_chains(reasoning.prompts, prefix, settings, lm=lm)
 
     def chain_topk(self, tokens: torch.Tensor, batch: NetBatch, reasoning: Optional[ReasoningBatch], k: int = 8):
-        """The span logits and, per chain item, the top-k next-token logits along the
-        chain (teacher-forced): what a student distils from this model."""
+        """The span logits, the BIO tag logits (B × T × 3) and, per chain item, the top-k
+        next-token logits along the chain (teacher-forced): what a student distils from
+        this model."""
         self.eval()
         with torch.inference_mode():
             out = self.classify(tokens, batch)
@@ -116,7 +117,7 @@ class JointSentimentNet(nn.Module):
                 topk = self._generator().chain_topk(
                     reasoning.prompts, reasoning.chains, self.prefix(batch, out, reasoning), k=k
                 )
-        return out.spans, topk
+        return out.spans, out.tags, topk
 
     def prefix(self, batch: NetBatch, out: ClassifierOutput, reasoning: ReasoningBatch) -> torch.Tensor:
         """Prefix embeddings per item: pooled image grid (without the pooled-vector key)

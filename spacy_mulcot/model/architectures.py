@@ -322,12 +322,16 @@ def write_chains(model: Model, inputs: ModelInput, settings: GenerationSettings)
     return chains
 
 
-def chain_soft_targets(model: Model, inputs: ModelInput, k: int = 8) -> Tuple[numpy.ndarray, List[dict]]:
+def chain_soft_targets(
+    model: Model, inputs: ModelInput, k: int = 8
+) -> Tuple[numpy.ndarray, List[numpy.ndarray], List[dict]]:
     """What a student learns from this (assistant) model: its aspect logits (S × 3,
-    for ``inputs.spans``) and, per chain item, its top-k next-token logits along the
-    chain (teacher-forced). Computed once; stored with the training docs."""
+    for ``inputs.spans``), its BIO tag logits per doc (n_tokens × 3) and, per chain
+    item, its top-k next-token logits along the chain (teacher-forced). Computed once;
+    stored with the training docs."""
     shim, tokens, batch, reasoning = _inference_batch(model, inputs)
-    return shim.chain_topk(tokens, batch, reasoning, k=k)
+    spans, tags, topk = shim.chain_topk(tokens, batch, reasoning, k=k)
+    return spans, [tags[i, : len(doc)] for i, doc in enumerate(inputs.docs)], topk
 
 
 def _inference_batch(model: Model, inputs: ModelInput):

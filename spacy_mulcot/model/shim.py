@@ -82,11 +82,11 @@ class MulcotShim(PyTorchShim):
 
     def chain_topk(
         self, tokens: torch.Tensor, batch: NetBatch, reasoning: Optional[ReasoningBatch], k: int = 8
-    ) -> Tuple[numpy.ndarray, List[dict]]:
+    ) -> Tuple[numpy.ndarray, numpy.ndarray, List[dict]]:
         if reasoning is not None:
             self.ready_generator()
-        span_logits, topk = self._model.chain_topk(tokens, batch, reasoning, k=k)
-        return span_logits.float().cpu().numpy(), topk
+        span_logits, tag_logits, topk = self._model.chain_topk(tokens, batch, reasoning, k=k)
+        return span_logits.float().cpu().numpy(), tag_logits.float().cpu().numpy(), topk
 
     # ---- serialization ----------------------------------------------------------
 

@@ -11,8 +11,9 @@ import spacy
 import torch
 from spacy.tokens import DocBin
 
-from spacy_mulcot.components.mulcot_loss import distill_spans
-from spacy_mulcot.losses import Distillation
+from spacy_mulcot import bio
+from spacy_mulcot.components.mulcot_loss import distill_spans, distill_tags
+from spacy_mulcot.losses import Distillation, cross_entropy
 from spacy_mulcot.model import generator_of, net_shim
 from spacy_mulcot.readers.corpus import make_example
 
@@ -80,6 +81,15 @@ def test_soft_targets_are_stored_with_the_training_docs(assistant, tmp_path):
             chain_ids = tokenizer(span._.rationale, add_special_tokens=False)["input_ids"]
             assert numpy.mean([row[0] == t for row, t in zip(topk["ids"], chain_ids)]) > 0.9
     assert docs[0]._.chain_topk is not None  # the post-level chain too
+    # the BIO tag logits, one row per token; the assistant fitted these posts: the tags
+    # its logits pick are the gold aspects' (B on the first token, I inside, O elsewhere)
+    for doc in docs:
+        tags = numpy.asarray(doc._.tag_soft_labels)
+        assert tags.shape == (len(doc), 3)
+        gold = bio.encode(len(doc), [(s.start, s.end) for s in doc.spans["aspects"]])
+        assert numpy.mean(tags.argmax(axis=1) == gold) > 0.8
+    cli("soft-targets", assistant / "model", assistant / "train.spacy", tmp_path / "no_tags.spacy", "--no-tags")
+    assert all(d._.tag_soft_labels is None for d in read(tmp_path / "no_tags.spacy"))
 
 
 def test_distilled_student_trains_with_the_mixed_loss(assistant, tiny_lm_path, tmp_path):  # noqa: F811
@@ -108,6 +118,27 @@ def test_distilled_student_trains_with_the_mixed_loss(assistant, tiny_lm_path, t
             bumped[r, c] += eps
             up, _ = distill_spans(examples, golds, pipe.spans_key, bumped, 0.0, hard, pipe.distillation)
             assert (up - loss) / eps == pytest.approx(grad[r, c], abs=2e-3)
+    # the tag part likewise, per token against doc._.tag_soft_labels
+    eg = examples[0]
+    n = len(eg.predicted)
+    tag_logits = numpy.random.RandomState(1).randn(n, 3).astype("float32")
+    target = bio.encode(n, [(s, e) for s, e, _ in golds[0][0]])
+
+    def tag_loss(x):
+        hard_loss, d_hard = cross_entropy(x, target)
+        return distill_tags(eg, x, hard_loss, d_hard, pipe.distillation)
+
+    loss, grad = tag_loss(tag_logits)
+    hard_only, _ = cross_entropy(tag_logits, target)
+    assert loss != pytest.approx(hard_only)  # the teacher's tags count
+    for r in range(n):
+        for c in range(3):
+            bumped = tag_logits.copy()
+            bumped[r, c] += eps
+            assert (tag_loss(bumped)[0] - loss) / eps == pytest.approx(grad[r, c], abs=1e-2)  # float32 sums
+    plain = make_example(spacy.blank("en")("no teacher here"), rationales=False)
+    hard_loss, d_hard = cross_entropy(tag_logits[:3], bio.encode(3, []))
+    assert distill_tags(plain, tag_logits[:3], hard_loss, d_hard, pipe.distillation)[0] == hard_loss
     with pytest.raises(ValueError, match="distill_weight"):
         build_nlp(tiny_lm_path, distill_weight=1.5)
 
