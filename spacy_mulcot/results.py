@@ -56,6 +56,7 @@ def mean_std(values: Sequence[float], digits: int = 1) -> str:
     if not values:
         return "–"
     m = statistics.fmean(values)
+    m = 0.0 if round(m, digits) == 0 else m  # no "-0.0"
     if len(values) == 1:
         return f"{m:.{digits}f}"
     return f"{m:.{digits}f} ± {statistics.stdev(values):.{digits}f}"

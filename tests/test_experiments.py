@@ -145,7 +145,7 @@ def test_tables_are_mean_and_std_over_seeds(tmp_path):
     table = render(tmp_path)
     assert "| `a` | 3 | 72.0 ± 2.0 | 67.0 ± 2.0 | 82.0 ± 2.0 | 50.0 ± 0.0 |" in table
     assert "| `a` | 3 | 10.0 ± 0.0 | 20.0 ± 0.0 | 50.0 ± 0.0 | 30 | Test CPU (AVX2) | abcdef1 |" in table
-    assert mean_std([1.0]) == "1.0" and mean_std([]) == "–"
+    assert mean_std([1.0]) == "1.0" and mean_std([]) == "–" and mean_std([0.01, -0.05]) == "0.0 ± 0.0"
     doc = tmp_path / "README.md"
     doc.write_text("intro\n<!-- results:twitter2015 -->\nold\n<!-- /results:twitter2015 -->\nend\n")
     assert update_block(doc, "twitter2015", table)
