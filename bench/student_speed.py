@@ -1,7 +1,8 @@
 """Several pipelines side by side on the same posts: docs/s of ``nlp.pipe`` from text
 and image files (aspects extracted, image caches cleared before every run), the
 pipelines taking turns run after run so that a noisy host slows them alike; medians,
-ratios to the first pipeline, parameters and size on disk.
+ratios to the first pipeline, parameters, size on disk and (``--memory``) each
+pipeline's peak resident memory, loaded and run over the posts alone in a fresh process.
 
 Speed does not depend on the weights, so a pipeline trained for a few steps measures
 the same as a fully trained one of that config.
@@ -10,7 +11,10 @@ the same as a fully trained one of that config.
         REFERENCE_MODEL spacy_mulcot/models/twitter-fast --runs 5 --output results/bench/student_speed.json
 """
 
+import multiprocessing
+import resource
 import statistics
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import List, Optional
 
@@ -21,7 +25,20 @@ from _report import emit
 from spacy_mulcot.compute import describe_cpu
 from spacy_mulcot.evaluation.systems import count_parameters, throughput
 from spacy_mulcot.readers import read_docbin
+from spacy_mulcot.readers.corpus import make_example
 from spacy_mulcot.shipped import folder_mb
+
+
+def peak_mb(model: str, corpus: str, limit: int, batch_size: int) -> float:
+    """Peak resident memory (MB) of a process that loads ``model`` and runs it over the
+    posts once (run in a fresh process: the pipelines must not share one peak)."""
+    nlp = spacy.load(model)
+    posts = list(read_docbin(Path(corpus), nlp))
+    posts = posts[:limit] if limit else posts
+    posts = [make_example(d, given_aspects=False, rationales=False).predicted for d in posts]  # as timed
+    for _ in nlp.pipe(posts, batch_size=batch_size, component_cfg={"mulcot": {"generate_reasoning": False}}):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(
@@ -31,6 +48,7 @@ def main(
     limit: int = typer.Option(0, help="Only the first N posts (0: all)"),
     batch_size: int = typer.Option(64, help="nlp.pipe batch size"),
     output: Optional[Path] = typer.Option(None, help="JSON file for the figures"),
+    memory: bool = typer.Option(False, help="Also each pipeline's peak memory, alone in a fresh process"),
 ):
     pipelines = [spacy.load(m) for m in models]
     # Each pipeline reads the posts into its own vocab (its static vectors live there).
@@ -44,6 +62,12 @@ def main(
         for i, (nlp, own) in enumerate(zip(pipelines, posts)):
             rates[i] += throughput(nlp, own, runs=1, batch_size=batch_size, component_cfg=quiet)
     medians = [statistics.median(r) for r in rates]
+    peaks = [None] * len(models)
+    if memory:
+        spawn = multiprocessing.get_context("spawn")
+        for i, model in enumerate(models):
+            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                peaks[i] = round(pool.submit(peak_mb, str(model), str(corpus), limit, batch_size).result())
     report = {
         "corpus": str(corpus),
         "posts": len(posts[0]),
@@ -57,8 +81,9 @@ def main(
                 "ratio_to_first": round(median / medians[0], 2),
                 "params_m": round(count_parameters(nlp) / 1e6, 2),
                 "size_mb": folder_mb(model),
+                "peak_mb": peak,
             }
-            for model, nlp, rate, median in zip(models, pipelines, rates, medians)
+            for model, nlp, rate, median, peak in zip(models, pipelines, rates, medians, peaks)
         ],
     }
     emit(report, output)
