@@ -25,7 +25,7 @@ import typer
 from _report import machine
 
 import spacy_mulcot.bio as bio
-import spacy_mulcot.model as architectures
+import spacy_mulcot.model.architectures as architectures
 from spacy_mulcot.atomic import write_json
 from spacy_mulcot.components.mulcot import Mulcot
 from spacy_mulcot.images import ImageRef
@@ -75,13 +75,14 @@ class StageTimer:
 
 
 def instrument(nlp, timer: StageTimer) -> None:
-    import spacy_transformers.layers.transformer_model as trf
+    if "transformer" in nlp.pipe_names:  # the fast student has none: its CNN runs in "mulcot inputs"
+        import spacy_transformers.layers.transformer_model as trf
 
-    timer.wrap(trf, "huggingface_tokenize", "wordpiece tokenization")
-    timer.wrap(trf, "get_alignment_via_offset_mapping", "wordpiece alignment")
-    hf = nlp.get_pipe("transformer").model.layers[0].shims[0]._model
-    hf.register_forward_pre_hook(lambda *_: timer.enter("transformer forward"))
-    hf.register_forward_hook(lambda *_: timer.exit())
+        timer.wrap(trf, "huggingface_tokenize", "wordpiece tokenization")
+        timer.wrap(trf, "get_alignment_via_offset_mapping", "wordpiece alignment")
+        hf = nlp.get_pipe("transformer").model.layers[0].shims[0]._model
+        hf.register_forward_pre_hook(lambda *_: timer.enter("transformer forward"))
+        hf.register_forward_hook(lambda *_: timer.exit())
     # load_keyed reads + decodes (the current code); older code read in .key, decoded in .load
     if hasattr(ImageRef, "load_keyed"):
         timer.wrap(ImageRef, "load_keyed", "image read + decode")

@@ -50,6 +50,14 @@ def main(
     output: Optional[Path] = typer.Option(None, help="JSON file for the figures"),
     memory: bool = typer.Option(False, help="Also each pipeline's peak memory, alone in a fresh process"),
 ):
+    # Memory first: a child's peak (ru_maxrss) starts at its parent's resident size when
+    # it is forked, so it must be forked before this process holds any pipeline.
+    peaks = [None] * len(models)
+    if memory:
+        spawn = multiprocessing.get_context("spawn")
+        for i, model in enumerate(models):
+            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                peaks[i] = round(pool.submit(peak_mb, str(model), str(corpus), limit, batch_size).result())
     pipelines = [spacy.load(m) for m in models]
     # Each pipeline reads the posts into its own vocab (its static vectors live there).
     posts = [list(read_docbin(corpus, nlp)) for nlp in pipelines]
@@ -62,12 +70,6 @@ def main(
         for i, (nlp, own) in enumerate(zip(pipelines, posts)):
             rates[i] += throughput(nlp, own, runs=1, batch_size=batch_size, component_cfg=quiet)
     medians = [statistics.median(r) for r in rates]
-    peaks = [None] * len(models)
-    if memory:
-        spawn = multiprocessing.get_context("spawn")
-        for i, model in enumerate(models):
-            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-                peaks[i] = round(pool.submit(peak_mb, str(model), str(corpus), limit, batch_size).result())
     report = {
         "corpus": str(corpus),
         "posts": len(posts[0]),
