@@ -35,27 +35,24 @@ done
 model_of() {  # the trained model of a results record
   $PY -c "import json,sys; print(json.load(open(sys.argv[1]))['cache'] + '/training/model-best')" "$1"
 }
-parts=()
-for i in 0 1; do
-  out=$T/transfer/fold-$i-soft.spacy
-  if [ ! -f $out ]; then
-    log "soft labels of held-out fold $i"
-    $PY -m spacy_mulcot soft-targets "$(model_of results/mulcot_cpu_fold$i/seed-0.json)" \
-      $T/transfer/fold-$i.spacy $out --batch-size 32 --no-tags
-  fi
-  parts+=($out)
-done
-[ -f $T/transfer/oof-soft.spacy ] || $PY -m spacy_mulcot concat $T/transfer/oof-soft.spacy "${parts[@]}"
-# The same set with the fold teachers' BIO tag logits too (recipe student_distill_tags).
-if [[ " ${RECIPES:-} " == *"_tags "* ]] && [ ! -f $T/transfer/oof-soft-tags.spacy ]; then
-  tagged=()
+oof_set() {  # $1: the joined set (oof-soft, oof-soft-tags); $2: soft-targets' --no-tags / --tags
+  [ -f $T/transfer/$1.spacy ] && return 0
+  local parts=() i out
   for i in 0 1; do
-    out=$T/transfer/fold-$i-soft-tags.spacy
-    [ -f $out ] || $PY -m spacy_mulcot soft-targets "$(model_of results/mulcot_cpu_fold$i/seed-0.json)" \
-      $T/transfer/fold-$i.spacy $out --batch-size 32 --tags
-    tagged+=($out)
+    out=$T/transfer/fold-$i-${1#oof-}.spacy
+    if [ ! -f $out ]; then
+      log "$1: labels of held-out fold $i"
+      $PY -m spacy_mulcot soft-targets "$(model_of results/mulcot_cpu_fold$i/seed-0.json)" \
+        $T/transfer/fold-$i.spacy $out --batch-size 32 $2
+    fi
+    parts+=($out)
   done
-  $PY -m spacy_mulcot concat $T/transfer/oof-soft-tags.spacy "${tagged[@]}"
+  $PY -m spacy_mulcot concat $T/transfer/$1.spacy "${parts[@]}"
+}
+oof_set oof-soft --no-tags
+# The same set with the fold teachers' BIO tag logits too (recipe student_distill_tags).
+if [[ " ${RECIPES:-} " == *"_tags "* ]]; then
+  oof_set oof-soft-tags --tags
 fi
 
 for seed in ${SEEDS[@]}; do

@@ -13,68 +13,53 @@ count as variants.
         --output results/bench/soft_labels_oof.json
 """
 
-import math
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import numpy
 import spacy
 import typer
 from _report import emit
 
 from spacy_mulcot.doc_model import ASPECTS_KEY
 from spacy_mulcot.labels import POLARITIES
+from spacy_mulcot.losses import log_softmax
 from spacy_mulcot.readers import read_docbin
 
 
-def softmax(logits: List[float], temperature: float) -> List[float]:
-    scaled = [v / temperature for v in logits]
-    top = max(scaled)
-    exps = [math.exp(v - top) for v in scaled]
-    total = sum(exps)
-    return [e / total for e in exps]
+def nll(logits: numpy.ndarray, gold: numpy.ndarray, temperature: float) -> float:
+    return float(-log_softmax(logits / temperature)[numpy.arange(len(gold)), gold].mean())
 
 
-def nll(rows: List[tuple], temperature: float) -> float:
-    return -sum(math.log(max(softmax(lg, temperature)[g], 1e-12)) for lg, g in rows) / len(rows)
-
-
-def calibration_error(rows: List[tuple], temperature: float, bins: int = 10) -> float:
+def calibration_error(probs: numpy.ndarray, gold: numpy.ndarray, bins: int = 10) -> float:
     """Expected calibration error: |confidence − accuracy| per confidence bin, weighted."""
-    counts = [[0, 0.0, 0] for _ in range(bins)]
-    for lg, gold in rows:
-        p = softmax(lg, temperature)
-        k = max(range(len(p)), key=p.__getitem__)
-        cell = counts[min(int(p[k] * bins), bins - 1)]
-        cell[0] += 1
-        cell[1] += p[k]
-        cell[2] += k == gold
-    return sum(abs(conf - right) for n, conf, right in counts if n) / len(rows)
+    confidence, right = probs.max(axis=1), probs.argmax(axis=1) == gold
+    cells = numpy.minimum((confidence * bins).astype(int), bins - 1)
+    return float(sum(abs(confidence[cells == b].sum() - right[cells == b].sum()) for b in range(bins)) / len(gold))
 
 
-def best_temperature(rows: List[tuple]) -> float:
-    grid = [1 + 0.25 * i for i in range(29)]
-    return min(grid, key=lambda t: nll(rows, t))
+def best_temperature(logits: numpy.ndarray, gold: numpy.ndarray) -> float:
+    return min((1 + 0.25 * i for i in range(29)), key=lambda t: nll(logits, gold, t))
 
 
 def summarise(rows: List[tuple], temperature: float) -> Dict[str, float]:
     """rows: (logits, gold index) per aspect."""
     if not rows:
         return {"aspects": 0}
+    logits = numpy.asarray([lg for lg, _ in rows], dtype="float32")
+    gold = numpy.asarray([g for _, g in rows])
     out: Dict[str, float] = {"aspects": len(rows)}
-    agree = sum(max(range(len(lg)), key=lg.__getitem__) == gold for lg, gold in rows)
-    out["teacher_acc"] = round(100 * agree / len(rows), 2)
+    out["teacher_acc"] = round(100 * float((logits.argmax(axis=1) == gold).mean()), 2)
     for name, t in (("t1", 1.0), (f"t{temperature:g}", temperature)):
-        probs = [softmax(lg, t) for lg, _ in rows]
-        out[f"mean_top_prob_{name}"] = round(sum(max(p) for p in probs) / len(probs), 4)
-        out[f"mean_entropy_bits_{name}"] = round(
-            sum(-sum(q * math.log2(q) for q in p if q > 0) for p in probs) / len(probs), 4
-        )
-        out[f"gold_prob_{name}"] = round(sum(p[g] for p, (_, g) in zip(probs, rows)) / len(probs), 4)
-    for name, t in (("t1", 1.0), (f"t{temperature:g}", temperature)):
-        out[f"ece_{name}"] = round(calibration_error(rows, t), 4)
-    probs = [softmax(lg, 1.0) for lg, _ in rows]
-    wrong_but_close = sum(max(range(3), key=p.__getitem__) != g and p[g] >= 0.2 for p, (_, g) in zip(probs, rows))
-    out["gold_not_argmax_but_ge_20pct"] = round(100 * wrong_but_close / len(rows), 2)
+        probs = numpy.exp(log_softmax(logits / t))
+        out[f"mean_top_prob_{name}"] = round(float(probs.max(axis=1).mean()), 4)
+        entropy = -(probs * numpy.log2(numpy.maximum(probs, 1e-30))).sum(axis=1)
+        out[f"mean_entropy_bits_{name}"] = round(float(entropy.mean()), 4)
+        out[f"gold_prob_{name}"] = round(float(probs[numpy.arange(len(gold)), gold].mean()), 4)
+        out[f"ece_{name}"] = round(calibration_error(probs, gold), 4)
+    probs = numpy.exp(log_softmax(logits))
+    close = (probs.argmax(axis=1) != gold) & (probs[numpy.arange(len(gold)), gold] >= 0.2)
+    out["gold_not_argmax_but_ge_20pct"] = round(100 * float(close.mean()), 2)
     return out
 
 
@@ -102,7 +87,10 @@ def main(
         **{name: summarise(rows, temperature) for name, rows in groups.items()},
     }
     if groups["sources"]:
-        record["nll_best_temperature_sources"] = best_temperature(groups["sources"])
+        logits, gold = zip(*groups["sources"])
+        record["nll_best_temperature_sources"] = best_temperature(
+            numpy.asarray(logits, dtype="float32"), numpy.asarray(gold)
+        )
     emit(record, output)
 
 

@@ -46,11 +46,12 @@ def add_soft_targets(
                     items.append(ReasoningItem(i, None, ref._.rationale))
         logits, tag_logits, topk = chain_soft_targets(model, ModelInput(inputs, spans, items), k=top_k)
         row = 0
-        for ref, doc_tags in zip(gold, tag_logits) if tags else ():
-            if len(doc_tags) != len(ref):
-                raise ValueError(f"{len(doc_tags)} tag rows for a doc of {len(ref)} tokens: {ref.text[:60]!r}")
-            ref._.tag_soft_labels = [[round(float(v), 4) for v in token] for token in doc_tags]
-            counts["tokens"] += len(ref)
+        if tags:
+            for ref, doc_tags in zip(gold, tag_logits):
+                if len(doc_tags) != len(ref):
+                    raise ValueError(f"{len(doc_tags)} tag rows for a doc of {len(ref)} tokens: {ref.text[:60]!r}")
+                ref._.tag_soft_labels = [[round(float(v), 4) for v in token] for token in doc_tags]
+                counts["tokens"] += len(ref)
         for ref in gold:
             for span in ref.spans.get(ASPECTS_KEY, []):
                 span._.soft_labels = [round(float(v), 5) for v in logits[row]]
