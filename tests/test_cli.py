@@ -22,6 +22,8 @@ COMMANDS = (
     "folds",
     "concat",
     "transfer-set",
+    "export-soft-labels",
+    "apply-soft-labels",
 )
 
 

@@ -2,12 +2,12 @@
 rationale augmentation (augment), stored with the training docs."""
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import spacy
 import typer
 
-from ..atomic import write_json
+from ..atomic import write_json, write_text
 from ..readers import read_docbin
 from .common import write_docs
 
@@ -112,5 +112,98 @@ def transfer_set(
     )
 
 
+def export_soft_labels(
+    output: Path = typer.Argument(..., help="The JSON file (format spacy-mulcot.soft-labels.v1)"),
+    sources: List[Path] = typer.Argument(..., help=".spacy corpora labelled by `soft-targets` (span._.soft_labels)"),
+    posts: Optional[Path] = typer.Option(
+        None, help="Only the posts of this corpus (same text and image name), e.g. the training posts of a transfer set"
+    ),
+    producer: List[Path] = typer.Option(
+        [],
+        help="A results/NAME/seed-N.json record of a model that made the labels (repeat): its config hash, "
+        "commit and command go into the file",
+    ),
+    command: str = typer.Option("", help="The commands that made the SOURCES, recorded in the file"),
+    tags: bool = typer.Option(False, help="Also write the BIO tag logits per token (doc._.tag_soft_labels)"),
+):
+    """The soft labels of labelled corpora as one small JSON file with their provenance,
+    so a student learns from them later without the assistant (`apply-soft-labels`)."""
+    import json
+    from itertools import chain
+
+    from ..distill.soft_label_file import dumps, post_key
+    from ..distill.soft_label_file import export_soft_labels as export
+
+    producers = []
+    for record_path in producer:
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise typer.BadParameter(f"{record_path}: not a readable results record ({err})") from None
+        producers.append(
+            {key: record.get(key) for key in ("name", "seed", "config", "config_hash", "commit", "command", "cpu")}
+            | {"record": str(record_path), "test_scores": (record.get("test") or {}).get("scores")}
+        )
+    nlp = spacy.blank("en")
+    docs = chain.from_iterable(read_docbin(source, nlp) for source in sources)
+    if posts is not None:
+        wanted = {post_key(doc) for doc in read_docbin(posts, nlp)}
+        kept, seen = [], set()
+        for doc in docs:  # each wanted post once (a transfer set's variants have other texts)
+            key = post_key(doc)
+            if key in wanted and key not in seen:
+                kept.append(doc)
+                seen.add(key)
+        docs = kept
+        if len(seen) < len(wanted):
+            typer.echo(f"warning: {len(wanted) - len(seen)} posts of {posts} are in no source", err=True)
+    try:
+        data = export(docs, producers=producers, command=command, tags=tags)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    data["sources"] = [str(s) for s in sources]
+    data["posts_of"] = str(posts) if posts else None
+    write_text(output, dumps(data))
+    typer.echo(f"{output}: soft labels of {data['n_aspects']} aspects in {data['n_posts']} posts")
+
+
+def apply_soft_labels(
+    labels: Path = typer.Argument(..., help="A soft-label file (`export-soft-labels`)"),
+    source: Path = typer.Argument(..., help=".spacy corpus with gold aspects (same texts and image names)"),
+    output: Path = typer.Argument(..., help="SOURCE with span._.soft_labels set where the file has them"),
+    strict: bool = typer.Option(True, help="Fail on an aspect of a covered post that the file lacks"),
+):
+    """Put a soft-label file's labels back on a corpus (matched by text, image name and
+    aspect characters): the student's training data without the assistant."""
+    import json
+
+    from ..distill.soft_label_file import apply_soft_labels as apply
+
+    try:
+        data = json.loads(labels.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise typer.BadParameter(f"{labels}: not a readable JSON file ({err})") from None
+    nlp = spacy.blank("en")
+    docs = list(read_docbin(source, nlp))
+    try:
+        counts = apply(data, docs, strict=strict)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    write_docs(docs, output, "write")
+    typer.echo(
+        f"{output}: {counts['aspects']} aspects of {counts['posts']} posts soft-labelled"
+        + (f", tags on {counts['tags']}" if counts["tags"] else "")
+        + f"; {counts['posts_missing']} posts not in the file keep their hard labels"
+    )
+
+
 #: The commands this module adds to the app, by name.
-COMMANDS = {"soft-targets": soft_targets, "augment": augment, "transfer-set": transfer_set}
+COMMANDS = {
+    "soft-targets": soft_targets,
+    "augment": augment,
+    "transfer-set": transfer_set,
+    "export-soft-labels": export_soft_labels,
+    "apply-soft-labels": apply_soft_labels,
+}

@@ -118,9 +118,11 @@ class _FusedMBConv(nn.Module):
         self.residual = block.residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu6(self.expand(x)) if self.expand is not None else x
-        h = self.project(F.relu6(self.depthwise(h)))
-        return h + x if self.residual else h
+        # In place: each convolution's output is fresh, and a bf16 ReLU6 that allocates
+        # its result cost ~9% of the fast student's time (py-spy, AMD EPYC).
+        h = self.expand(x).clamp_(0.0, 6.0) if self.expand is not None else x
+        h = self.project(self.depthwise(h).clamp_(0.0, 6.0))
+        return h.add_(x) if self.residual else h
 
 
 class FusedFeatures(nn.Module):
@@ -135,8 +137,8 @@ class FusedFeatures(nn.Module):
         self.head = _fold(net._conv_head, net._bn1, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu6(self.stem(x))
-        return F.relu6(self.head(self.blocks(x)))
+        x = self.stem(x).clamp_(0.0, 6.0)
+        return self.head(self.blocks(x)).clamp_(0.0, 6.0)
 
 
 def default_weights_path() -> str:
