@@ -55,6 +55,22 @@ if [[ " ${RECIPES:-} " == *"_tags "* ]]; then
   oof_set oof-soft-tags --tags
 fi
 
+# The chain-writing student (recipe student_distill_chains): Twitter-2015 has teacher chains
+# for dev and test only, so its chains come from the joint split's 70% of dev, labelled by
+# fold teacher 0 (neither fold teacher saw dev) and joined to the out-of-fold set.
+if [[ " ${RECIPES:-} " == *"_chains "* ]]; then
+  oof_set oof-soft-tags --tags
+  C=$T/transfer/oof-soft-tags-chains.spacy
+  if [ ! -f $C ]; then
+    [ -f $T/joint/train.spacy ] || $PY -m spacy_mulcot split $T/sentence/dev.spacy $T/joint \
+      --add $T/sentence/train.spacy --holdout 0.3 --seed 0
+    $PY -m spacy_mulcot concat $T/transfer/dev70.spacy $T/joint/train.spacy --exclude $T/sentence/train.spacy
+    $PY -m spacy_mulcot soft-targets "$(model_of results/mulcot_cpu_fold0/seed-0.json)" \
+      $T/transfer/dev70.spacy $T/transfer/dev70-soft-tags.spacy --batch-size 32 --tags
+    $PY -m spacy_mulcot concat $C $T/transfer/oof-soft-tags.spacy $T/transfer/dev70-soft-tags.spacy
+  fi
+fi
+
 for seed in ${SEEDS[@]}; do
   for recipe in ${RECIPES:-student_distill student_control}; do
     log "$recipe seed $seed"

@@ -220,18 +220,26 @@ def folds(
 def concat(
     output: Path = typer.Argument(..., help="The .spacy file to write"),
     inputs: List[Path] = typer.Argument(..., help=".spacy files, in the order their docs are wanted"),
+    exclude: List[Path] = typer.Option(
+        [], help="Leave out the posts of this .spacy file (same text and image name; repeat)"
+    ),
     lang: str = typer.Option("en", help="Language of the vocab"),
 ):
     """Several .spacy files as one (user data and extensions kept): the labelled
-    out-of-fold parts of a transfer set joined for training."""
+    out-of-fold parts of a transfer set joined for training; with ``--exclude``, e.g.
+    the dev posts of a joint split (its train minus the train split)."""
+    from ..distill.soft_label_file import post_key
+
     nlp = spacy.blank(lang)
-    missing = [str(p) for p in inputs if not p.exists()]
+    missing = [str(p) for p in [*inputs, *exclude] if not p.exists()]
     if missing:
         raise typer.BadParameter(f"no such file: {', '.join(missing)}")
     if output.resolve() in {p.resolve() for p in inputs}:
         raise typer.BadParameter(f"{output} is also an input; write to a new file")
-    n = write_docs((doc for path in inputs for doc in read_docbin(path, nlp)), output, "concat")
-    typer.echo(f"{output}: {n} docs from {len(inputs)} files")
+    left_out = {post_key(doc) for path in exclude for doc in read_docbin(path, nlp)}
+    docs = (doc for path in inputs for doc in read_docbin(path, nlp))
+    n = write_docs((doc for doc in docs if post_key(doc) not in left_out), output, "concat")
+    typer.echo(f"{output}: {n} docs from {len(inputs)} files" + (f" ({len(exclude)} excluded)" if exclude else ""))
 
 
 #: The commands this module adds to the app, by name.

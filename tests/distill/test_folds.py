@@ -50,6 +50,14 @@ def test_concat_keeps_order_spans_and_soft_labels(tmp_path):
     assert [d.spans[ASPECTS_KEY][0].label_ for d in docs] == ["POS", "NEG", "POS", "NEG", "NEU"]
 
 
+def test_concat_leaves_out_the_posts_of_excluded_files(tmp_path):
+    _corpus(tmp_path / "a.spacy", 5)
+    _corpus(tmp_path / "b.spacy", 2)  # posts 0 and 1, as in a.spacy
+    printed = cli("concat", tmp_path / "rest.spacy", tmp_path / "a.spacy", "--exclude", tmp_path / "b.spacy")
+    assert "3 docs" in printed
+    assert [d.text.split()[1] for d in read(tmp_path / "rest.spacy")] == ["2", "3", "4"]
+
+
 def test_bad_input_is_refused_in_words(tmp_path):
     _corpus(tmp_path / "a.spacy", 3)
     runner = CliRunner(env={"COLUMNS": "400"})  # the error box unwrapped
