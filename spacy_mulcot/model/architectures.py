@@ -32,6 +32,7 @@ from ..labels import POLARITIES
 from ..layers import JointSentimentNet
 from ..rationale import RationaleEncoder
 from ..reasoning import ReasoningGenerator, build_prompt
+from .gemm import use_torch_gemm
 from .shim import MulcotShim
 
 __all__ = [
@@ -76,6 +77,7 @@ def joint_sentiment_model_v1(
     if hidden_width % attention_heads:
         raise ValueError(f"hidden_width ({hidden_width}) must be divisible by attention_heads ({attention_heads})")
     embed = tok2vec if features is None else concatenate(tok2vec, features)
+    use_torch_gemm(embed)  # thinc's CPU matrix products on torch's threads (CNN tok2vec: ~3x)
     net = JointSentimentNet(
         token_width=0,
         image_width=0,
