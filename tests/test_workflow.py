@@ -213,6 +213,8 @@ def test_project_all_end_to_end(twitter_dir, tiny_lm_path, tmp_path):
     soft = list(read_docbin(corpus / "transfer" / "train_soft.spacy", nlp))
     assert len(soft) == 6 * len(augmented)  # each post and 5 variants
     assert all(s._.soft_labels is not None for d in soft for s in d.spans["aspects"])
+    oof = json.loads((project / "metrics" / "soft_labels_oof.json").read_text())  # the labels, kept as a file
+    assert oof["n_posts"] == len(augmented) and oof["n_aspects"] == sum(len(d.spans["aspects"]) for d in augmented)
     records = json.loads((project / "metrics" / "report" / "report.json").read_text())
     assert [r["name"] for r in records] == ["zero-shot", "assistant", "student", "student-control"]
     assistant, student, control = records[1], records[2], records[3]

@@ -112,6 +112,32 @@ def transfer_set(
     )
 
 
+def _producer(path: Path) -> dict:
+    """What the soft-label file keeps of a model that made the labels: a results record's
+    name, config hash, commit and command, or a trained pipeline's config hash and meta."""
+    import hashlib
+    import json
+
+    try:
+        if path.is_dir():
+            config = (path / "config.cfg").read_text()
+            meta = json.loads((path / "meta.json").read_text())
+            return {
+                "model": str(path),
+                "config_hash": hashlib.sha256(config.encode()).hexdigest()[:12],
+                "name": meta.get("name"),
+                "version": meta.get("version"),
+                "performance": meta.get("performance"),
+            }
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise typer.BadParameter(f"{path}: neither a results record nor a trained pipeline ({err})") from None
+    return {key: record.get(key) for key in ("name", "seed", "config", "config_hash", "commit", "command", "cpu")} | {
+        "record": str(path),
+        "test_scores": (record.get("test") or {}).get("scores"),
+    }
+
+
 def export_soft_labels(
     output: Path = typer.Argument(..., help="The JSON file (format spacy-mulcot.soft-labels.v1)"),
     sources: List[Path] = typer.Argument(..., help=".spacy corpora labelled by `soft-targets` (span._.soft_labels)"),
@@ -120,30 +146,20 @@ def export_soft_labels(
     ),
     producer: List[Path] = typer.Option(
         [],
-        help="A results/NAME/seed-N.json record of a model that made the labels (repeat): its config hash, "
-        "commit and command go into the file",
+        help="A model that made the labels (repeat): a results/NAME/seed-N.json record (its config hash, "
+        "commit and command go into the file) or a trained pipeline folder (its config hash and meta)",
     ),
     command: str = typer.Option("", help="The commands that made the SOURCES, recorded in the file"),
     tags: bool = typer.Option(False, help="Also write the BIO tag logits per token (doc._.tag_soft_labels)"),
 ):
     """The soft labels of labelled corpora as one small JSON file with their provenance,
     so a student learns from them later without the assistant (`apply-soft-labels`)."""
-    import json
     from itertools import chain
 
     from ..distill.soft_label_file import dumps, post_key
     from ..distill.soft_label_file import export_soft_labels as export
 
-    producers = []
-    for record_path in producer:
-        try:
-            record = json.loads(record_path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise typer.BadParameter(f"{record_path}: not a readable results record ({err})") from None
-        producers.append(
-            {key: record.get(key) for key in ("name", "seed", "config", "config_hash", "commit", "command", "cpu")}
-            | {"record": str(record_path), "test_scores": (record.get("test") or {}).get("scores")}
-        )
+    producers = [_producer(path) for path in producer]
     nlp = spacy.blank("en")
     docs = chain.from_iterable(read_docbin(source, nlp) for source in sources)
     if posts is not None:

@@ -109,3 +109,18 @@ def test_cli_refuses_a_file_that_matches_nothing(tmp_path):
     result = CliRunner().invoke(app, ["apply-soft-labels", str(out), str(other), str(tmp_path / "o.spacy")])
     assert result.exit_code == 1 and "no post of the corpus" in result.output
     assert not (tmp_path / "o.spacy").exists()
+
+
+def test_a_trained_pipeline_can_be_named_as_producer(tmp_path):
+    model = tmp_path / "model-best"
+    model.mkdir()
+    (model / "config.cfg").write_text("[nlp]\nlang = en\n")
+    (model / "meta.json").write_text(json.dumps({"name": "fold_teacher", "version": "0.0.1"}))
+    out = tmp_path / "labels.json"
+    cli("export-soft-labels", out, _write(_docs(1), tmp_path / "soft.spacy"), "--producer", model)
+    (made,) = json.loads(out.read_text())["producers"]
+    assert made["model"] == str(model) and made["name"] == "fold_teacher" and len(made["config_hash"]) == 12
+    result = CliRunner().invoke(
+        app, ["export-soft-labels", str(out), str(tmp_path / "soft.spacy"), "--producer", str(tmp_path / "nope")]
+    )
+    assert result.exit_code != 0
