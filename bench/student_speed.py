@@ -29,10 +29,17 @@ from spacy_mulcot.readers.corpus import make_example
 from spacy_mulcot.shipped import folder_mb
 
 
-def peak_mb(model: str, corpus: str, limit: int, batch_size: int) -> float:
+def load(model: str, micro_batch: int = 0):
+    """The pipeline, with its image encoder's micro-batch set when ``micro_batch`` > 0."""
+    if micro_batch > 0:
+        return spacy.load(model, config={"components": {"mulcot_image": {"encoder": {"micro_batch": micro_batch}}}})
+    return spacy.load(model)
+
+
+def peak_mb(model: str, corpus: str, limit: int, batch_size: int, micro_batch: int = 0) -> float:
     """Peak resident memory (MB) of a process that loads ``model`` and runs it over the
     posts once (run in a fresh process: the pipelines must not share one peak)."""
-    nlp = spacy.load(model)
+    nlp = load(model, micro_batch)
     posts = list(read_docbin(Path(corpus), nlp))
     posts = posts[:limit] if limit else posts
     posts = [make_example(d, given_aspects=False, rationales=False).predicted for d in posts]  # as timed
@@ -49,6 +56,9 @@ def main(
     batch_size: int = typer.Option(64, help="nlp.pipe batch size"),
     output: Optional[Path] = typer.Option(None, help="JSON file for the figures"),
     memory: bool = typer.Option(False, help="Also each pipeline's peak memory, alone in a fresh process"),
+    micro_batch: int = typer.Option(
+        0, help="Images per encoder pass for every pipeline after the first (0: as saved; 16 suits 96-128 px)"
+    ),
 ):
     # Memory first: a child's peak (ru_maxrss) starts at its parent's resident size when
     # it is forked, so it must be forked before this process holds any pipeline.
@@ -57,8 +67,9 @@ def main(
         spawn = multiprocessing.get_context("spawn")
         for i, model in enumerate(models):
             with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-                peaks[i] = round(pool.submit(peak_mb, str(model), str(corpus), limit, batch_size).result())
-    pipelines = [spacy.load(m) for m in models]
+                mb = micro_batch if i else 0
+                peaks[i] = round(pool.submit(peak_mb, str(model), str(corpus), limit, batch_size, mb).result())
+    pipelines = [load(str(m), micro_batch if i else 0) for i, m in enumerate(models)]
     # Each pipeline reads the posts into its own vocab (its static vectors live there).
     posts = [list(read_docbin(corpus, nlp)) for nlp in pipelines]
     posts = [p[:limit] for p in posts] if limit else posts
@@ -74,6 +85,7 @@ def main(
         "corpus": str(corpus),
         "posts": len(posts[0]),
         "runs": runs,
+        "micro_batch_after_first": micro_batch or "as saved",
         "cpu": describe_cpu(),
         "pipelines": [
             {
