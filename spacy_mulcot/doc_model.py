@@ -19,6 +19,7 @@ Every value is msgpack-serialisable, so all of it survives
 ``DocBin(store_user_data=True)``.
 """
 
+from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from spacy.language import Language
@@ -85,6 +86,14 @@ def _as_lists(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _as_lists(v) for k, v in value.items()}
     return value
+
+
+def post_key(doc: Doc) -> Tuple[str, Optional[str]]:
+    """A post's identity across corpus files: its text and its image's file name (None
+    without an image or for an in-memory one). Soft-label files and ``concat --exclude``
+    match posts by it."""
+    path = doc._.image.path if doc._.image is not None else None
+    return doc.text, Path(path).name if path else None
 
 
 def preview(doc: Doc, width: int = 40) -> str:

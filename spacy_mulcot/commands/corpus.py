@@ -11,7 +11,7 @@ import typer
 from spacy.tokens import Doc
 
 from ..atomic import write_json
-from ..doc_model import ASPECTS_KEY
+from ..doc_model import ASPECTS_KEY, post_key
 from ..readers import ChainIndex, ReadStats, read_docbin, read_jsonl, read_mvsa, read_twitter
 from .common import SPLITS, report_read, tokenizer, write_docs
 
@@ -228,8 +228,6 @@ def concat(
     """Several .spacy files as one (user data and extensions kept): the labelled
     out-of-fold parts of a transfer set joined for training; with ``--exclude``, e.g.
     the dev posts of a joint split (its train minus the train split)."""
-    from ..distill.soft_label_file import post_key
-
     nlp = spacy.blank(lang)
     missing = [str(p) for p in [*inputs, *exclude] if not p.exists()]
     if missing:

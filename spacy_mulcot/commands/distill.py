@@ -8,6 +8,7 @@ import spacy
 import typer
 
 from ..atomic import write_json, write_text
+from ..doc_model import post_key
 from ..readers import read_docbin
 from .common import write_docs
 
@@ -156,7 +157,7 @@ def export_soft_labels(
     so a student learns from them later without the assistant (`apply-soft-labels`)."""
     from itertools import chain
 
-    from ..distill.soft_label_file import dumps, post_key
+    from ..distill.soft_label_file import dumps
     from ..distill.soft_label_file import export_soft_labels as export
 
     producers = [_producer(path) for path in producer]

@@ -9,25 +9,16 @@ them later without retraining the assistant. Format ``spacy-mulcot.soft-labels.v
 """
 
 import json
-from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from spacy.tokens import Doc
 
-from ..doc_model import ASPECTS_KEY
+from ..doc_model import ASPECTS_KEY, post_key
 from ..labels import POLARITIES
 
 FORMAT = "spacy-mulcot.soft-labels.v1"
 
 PostKey = Tuple[str, Optional[str]]
-
-
-def post_key(doc: Doc) -> PostKey:
-    """A post's identity across files: its text and its image's file name (None
-    without an image or for an in-memory one)."""
-    ref = doc._.image
-    path = getattr(ref, "path", None) if ref is not None else None
-    return doc.text, Path(str(path)).name if path else None
 
 
 def export_soft_labels(

@@ -2,9 +2,9 @@
 
 thinc's ``NumpyOps.gemm`` calls BLIS on one thread; the fast student's CNN text
 encoder (spaCy's ``MaxoutWindowEncoder``) is almost all such products. PyTorch's CPU
-matmul uses every torch thread, so the same layers run ~3x faster on 2 cores
-(``bench/profile_pipeline.py``: the 4-block encoder 0.85 → 0.27 ms a post, AMD EPYC)
-with the same results up to float rounding (max difference 6e-6). Weights, configs and
+matmul uses every torch thread, so the same layers run ~3x faster on 2 cores (the
+4-block encoder timed alone: 0.85 → 0.27 ms a post, max difference 6e-6; the student
+end to end 1.21x with the same aspects and labels, ``bench/gemm_speed.py``; AMD EPYC). Weights, configs and
 saved models are unchanged: only the ops object of each layer is swapped.
 """
 
