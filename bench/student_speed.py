@@ -57,7 +57,7 @@ def main(
     output: Optional[Path] = typer.Option(None, help="JSON file for the figures"),
     memory: bool = typer.Option(False, help="Also each pipeline's peak memory, alone in a fresh process"),
     micro_batch: int = typer.Option(
-        0, help="Images per encoder pass for every pipeline after the first (0: as saved; 16 suits 96-128 px)"
+        0, min=0, help="Images per encoder pass for every pipeline after the first (0: as saved; 16 suits 96-128 px)"
     ),
 ):
     # Memory first: a child's peak (ru_maxrss) starts at its parent's resident size when
