@@ -56,10 +56,21 @@ def main(
     batch_size: int = typer.Option(64, help="nlp.pipe batch size"),
     output: Optional[Path] = typer.Option(None, help="JSON file for the figures"),
     memory: bool = typer.Option(False, help="Also each pipeline's peak memory, alone in a fresh process"),
-    micro_batch: int = typer.Option(
-        0, min=0, help="Images per encoder pass for every pipeline after the first (0: as saved; 16 suits 96-128 px)"
+    micro_batch: List[int] = typer.Option(
+        [],
+        help="Images per encoder pass for the pipelines after the first: one value for all of them, or one per "
+        "pipeline, in order (0: as saved; 16 suits 96-128 px, 32 suits 64 px)",
     ),
 ):
+    if any(mb < 0 for mb in micro_batch):
+        raise typer.BadParameter(f"micro-batches must be >= 0, got {micro_batch}", param_hint="--micro-batch")
+    if len(micro_batch) > 1 and len(micro_batch) != len(models) - 1:
+        raise typer.BadParameter(
+            f"{len(micro_batch)} micro-batches for {len(models) - 1} pipelines after the first: give one, or one each",
+            param_hint="--micro-batch",
+        )
+    # The first pipeline (the reference) runs as saved.
+    micro = [0] + (micro_batch * (len(models) - 1) if len(micro_batch) == 1 else micro_batch or [0] * (len(models) - 1))
     # Memory first: a child's peak (ru_maxrss) starts at its parent's resident size when
     # it is forked, so it must be forked before this process holds any pipeline.
     peaks = [None] * len(models)
@@ -67,9 +78,8 @@ def main(
         spawn = multiprocessing.get_context("spawn")
         for i, model in enumerate(models):
             with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-                mb = micro_batch if i else 0
-                peaks[i] = round(pool.submit(peak_mb, str(model), str(corpus), limit, batch_size, mb).result())
-    pipelines = [load(str(m), micro_batch if i else 0) for i, m in enumerate(models)]
+                peaks[i] = round(pool.submit(peak_mb, str(model), str(corpus), limit, batch_size, micro[i]).result())
+    pipelines = [load(str(m), mb) for m, mb in zip(models, micro)]
     # Each pipeline reads the posts into its own vocab (its static vectors live there).
     posts = [list(read_docbin(corpus, nlp)) for nlp in pipelines]
     posts = [p[:limit] for p in posts] if limit else posts
@@ -85,7 +95,7 @@ def main(
         "corpus": str(corpus),
         "posts": len(posts[0]),
         "runs": runs,
-        "micro_batch_after_first": micro_batch or "as saved",
+        "micro_batch_after_first": [mb or "as saved" for mb in micro[1:]],
         "cpu": describe_cpu(),
         "pipelines": [
             {
