@@ -10,44 +10,45 @@ levers than one that confuses POS and NEG).
 """
 
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import spacy
 import typer
 from _report import emit
 
+from spacy_mulcot.evaluation.scores import masc_scores
+from spacy_mulcot.labels import POLARITIES
 from spacy_mulcot.readers import read_docbin
 from spacy_mulcot.readers.corpus import make_example
 
-LABELS = ("POS", "NEU", "NEG")
 
-
-def confusion(nlp, corpus: Path, batch_size: int = 64) -> Dict[str, Dict[str, int]]:
-    """gold label → predicted label → count, over the gold aspects of ``corpus`` (the
-    pipeline classifies the given spans, as MASC is scored)."""
+def confusion(nlp, corpus: Path, batch_size: int = 64) -> Dict[str, Any]:
+    """Accuracy, macro-F1, each label's recall (%) and the confusion (gold label →
+    predicted label → count) over the gold aspects of ``corpus``: the pipeline classifies
+    the given spans, as MASC is scored; a span that comes back unlabelled counts as wrong."""
     gold = [d for d in read_docbin(corpus, nlp) if len(d.spans.get("aspects", []))]
     inputs = [make_example(d, given_aspects=True, rationales=False).predicted for d in gold]
-    counts = {g: {p: 0 for p in LABELS} for g in LABELS}
     quiet = {"mulcot": {"generate_reasoning": False}}
+    gold_labels: List[str] = []
+    predicted_labels: List[Optional[str]] = []
     for g_doc, p_doc in zip(gold, nlp.pipe(inputs, batch_size=batch_size, component_cfg=quiet)):
         predicted = {(s.start_char, s.end_char): s.label_ for s in p_doc.spans.get("aspects", [])}
         for span in g_doc.spans["aspects"]:
-            label = predicted.get((span.start_char, span.end_char))
-            if span.label_ not in counts:
-                raise ValueError(f"{corpus}: aspect {span.text!r} has label {span.label_!r}, not one of {LABELS}")
-            if label in LABELS:
-                counts[span.label_][label] += 1
-    return counts
-
-
-def summary(counts: Dict[str, Dict[str, int]]) -> Dict[str, float]:
-    """Accuracy and each label's recall, in percent."""
-    total = sum(sum(row.values()) for row in counts.values())
-    out = {"aspects": total, "accuracy": round(100 * sum(counts[g][g] for g in LABELS) / max(total, 1), 1)}
-    for g in LABELS:
-        n = sum(counts[g].values())
-        out[f"recall_{g}"] = round(100 * counts[g][g] / n, 1) if n else None
-    return out
+            if span.label_ not in POLARITIES:
+                raise ValueError(f"{corpus}: aspect {span.text!r} has label {span.label_!r}, not one of {POLARITIES}")
+            gold_labels.append(span.label_)
+            predicted_labels.append(predicted.get((span.start_char, span.end_char)))
+    scores = masc_scores(gold_labels, predicted_labels)
+    matrix = {g: dict(zip(POLARITIES, row)) for g, row in zip(POLARITIES, scores["confusion"])}
+    out: Dict[str, Any] = {
+        "aspects": len(gold_labels),
+        "accuracy": scores["mulcot_masc_acc"],
+        "macro_f1": scores["mulcot_masc_macro_f"],
+    }
+    for g in POLARITIES:
+        n = gold_labels.count(g)
+        out[f"recall_{g}"] = round(100 * matrix[g][g] / n, 1) if n else None
+    return {**out, "confusion": matrix}
 
 
 def main(
@@ -57,10 +58,10 @@ def main(
 ):
     rows = []
     for model in models:
-        counts = confusion(spacy.load(model), corpus)
-        rows.append({"model": str(model), "confusion": counts, **summary(counts)})
-        typer.echo(f"{model}: " + ", ".join(f"{k} {v}" for k, v in summary(counts).items()), err=True)
-    emit({"corpus": str(corpus), "labels": list(LABELS), "pipelines": rows}, output)
+        row = confusion(spacy.load(model), corpus)
+        rows.append({"model": str(model), **row})
+        typer.echo(f"{model}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "confusion"), err=True)
+    emit({"corpus": str(corpus), "labels": list(POLARITIES), "pipelines": rows}, output)
 
 
 if __name__ == "__main__":
