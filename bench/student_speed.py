@@ -62,15 +62,17 @@ def main(
         "pipeline, in order (0: as saved; 16 suits 96-128 px, 32 suits 64 px)",
     ),
 ):
+    after_first = len(models) - 1
     if any(mb < 0 for mb in micro_batch):
         raise typer.BadParameter(f"micro-batches must be >= 0, got {micro_batch}", param_hint="--micro-batch")
-    if len(micro_batch) > 1 and len(micro_batch) != len(models) - 1:
+    if len(micro_batch) > 1 and len(micro_batch) != after_first:
         raise typer.BadParameter(
-            f"{len(micro_batch)} micro-batches for {len(models) - 1} pipelines after the first: give one, or one each",
+            f"{len(micro_batch)} micro-batches for {after_first} pipelines after the first: give one, or one each",
             param_hint="--micro-batch",
         )
-    # The first pipeline (the reference) runs as saved.
-    micro = [0] + (micro_batch * (len(models) - 1) if len(micro_batch) == 1 else micro_batch or [0] * (len(models) - 1))
+    if len(micro_batch) <= 1:  # none (0: as saved) or one for all
+        micro_batch = (micro_batch or [0]) * after_first
+    micro = [0, *micro_batch]  # the first pipeline (the reference) runs as saved
     # Memory first: a child's peak (ru_maxrss) starts at its parent's resident size when
     # it is forked, so it must be forked before this process holds any pipeline.
     peaks = [None] * len(models)
